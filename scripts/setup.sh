@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Bring up what heat-pipeline and its tests need: RabbitMQ and etcd (and the
+# protobuf compiler that etcd-client's build needs). Idempotent: safe to run
+# again, it only installs or starts what is missing.
+#
+# With a working Docker engine it uses docker compose; set SETUP_NATIVE=1 to
+# force native services (CI does). Progress goes to stderr; the last line on
+# stdout is the env the tests use, so `export $(scripts/setup.sh)` works.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-2379}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-2380}"
+export ETCD_CLIENT_PORT ETCD_PEER_PORT
+RABBIT_PORT=5672
+RABBIT_TIMEOUT="${RABBIT_START_TIMEOUT:-60}"
+
+log() { echo "setup.sh: $*" >&2; }
+
+print_env() {
+  echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2f ETCD_ENDPOINTS=http://127.0.0.1:$ETCD_CLIENT_PORT"
+}
+
+# --- Docker path -------------------------------------------------------------
+compose() {
+  if docker compose version >/dev/null 2>&1; then
+    docker compose "$@"
+  else
+    docker-compose "$@"
+  fi
+}
+
+if [[ "${SETUP_NATIVE:-0}" != 1 ]] && command -v docker >/dev/null 2>&1 &&
+  docker info >/dev/null 2>&1; then
+  if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+    log "Docker engine found; starting rabbitmq and etcd with compose"
+    compose up -d --wait rabbitmq etcd >&2
+    print_env
+    exit 0
+  fi
+  log "Docker engine found but no compose; falling back to native services"
+fi
+
+# --- Native path: packages ---------------------------------------------------
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { log "not root and no sudo; cannot install packages"; exit 1; }
+  SUDO=(sudo)
+fi
+
+# etcd-client provides etcdctl; curl is for etcd's health check.
+missing=()
+for pkg in protobuf-compiler etcd-server etcd-client rabbitmq-server curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  "${SUDO[@]}" apt-get update >&2
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2
+else
+  log "Debian packages already installed"
+fi
+
+# The pipeline itself is built with cargo; setup only checks for it.
+if ! command -v cargo >/dev/null 2>&1; then
+  log "no Rust toolchain found: install it with"
+  log "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --component rustfmt,clippy"
+fi
+
+# --- Native path: RabbitMQ ---------------------------------------------------
+amqp_port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$RABBIT_PORT") 2>/dev/null
+}
+
+rabbit_ready() {
+  amqp_port_open || return 1
+  # rabbitmq-diagnostics needs the node's cookie, hence root/sudo.
+  "${SUDO[@]}" rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1 ||
+    "${SUDO[@]}" rabbitmq-diagnostics -q ping >/dev/null 2>&1
+}
+
+if amqp_port_open; then
+  log "RabbitMQ already answers on 127.0.0.1:$RABBIT_PORT"
+else
+  log "starting RabbitMQ"
+  if [[ -d /run/systemd/system ]]; then
+    "${SUDO[@]}" systemctl start rabbitmq-server >&2
+  else
+    "${SUDO[@]}" rabbitmq-server -detached >&2
+  fi
+  deadline=$((SECONDS + RABBIT_TIMEOUT))
+  until rabbit_ready; do
+    if ((SECONDS >= deadline)); then
+      log "RabbitMQ not ready after ${RABBIT_TIMEOUT}s; see /var/log/rabbitmq/"
+      exit 1
+    fi
+    sleep 1
+  done
+  log "RabbitMQ ready"
+fi
+
+# --- Native path: etcd -------------------------------------------------------
+bash "$REPO/scripts/etcd.sh" start
+
+print_env

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: services up, then fmt, clippy and tests.
+# Extra args go to the `cargo test --all-targets` line, e.g.
+#   scripts/test.sh -- --nocapture
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+# CI has no Docker engine worth relying on: use native services there.
+if [[ "${CI:-}" == true ]]; then
+  export SETUP_NATIVE=1
+fi
+bash scripts/setup.sh
+
+# The integration tests use these when set (instead of testcontainers).
+export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-http://127.0.0.1:${ETCD_CLIENT_PORT:-2379}}"
+echo "test.sh: AMQP_URL=$AMQP_URL ETCD_ENDPOINTS=$ETCD_ENDPOINTS" >&2
+
+step() {
+  echo "==> $*" >&2
+  "$@"
+}
+
+step cargo fmt --check
+step cargo clippy --all-targets -- -D warnings
+step cargo test --all-targets "$@"
+# --all-targets does not include doctests.
+step cargo test --doc
