@@ -1,0 +1,77 @@
+//! The two kinds of failure a stage distinguishes, because they call for opposite actions:
+//! a [`Rejection`] can never succeed and is dead-lettered at once; a [`Transient`] error is
+//! retried with backoff and never dead-lettered.
+
+use std::fmt;
+
+/// Why a message was rejected. Low-cardinality on purpose: it becomes a metric label and
+/// the `x-error-kind`-style header of a dead letter, while [`Rejection::detail`] carries the
+/// specifics for a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// The body is not UTF-8 JSON, or is nested too deeply to parse.
+    MalformedJson,
+    /// A field is missing, has the wrong type or an unusable value.
+    InvalidMessage,
+    /// The Heat status cannot be the result of the job's action.
+    StatusMismatch,
+    /// The record would exceed etcd's request size limit.
+    RecordTooLarge,
+    /// The record cannot be written as JSON (a number Python would print as `Infinity`).
+    Unencodable,
+}
+
+impl RejectKind {
+    /// The stable snake_case name used in headers, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectKind::MalformedJson => "malformed_json",
+            RejectKind::InvalidMessage => "invalid_message",
+            RejectKind::StatusMismatch => "status_mismatch",
+            RejectKind::RecordTooLarge => "record_too_large",
+            RejectKind::Unencodable => "unencodable",
+        }
+    }
+}
+
+impl fmt::Display for RejectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A permanent failure: retrying the same message can never succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+        Rejection {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Rejection::new(RejectKind::InvalidMessage, detail)
+    }
+}
+
+/// A failure of the store or the broker that may go away by itself (unavailable, timed out,
+/// connection reset). The message is kept and the step retried.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(pub String);
+
+/// Everything that can stop one message's step.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    #[error("rejected: {0}")]
+    Rejected(#[from] Rejection),
+    #[error("transient: {0}")]
+    Transient(#[from] Transient),
+}

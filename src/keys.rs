@@ -1,0 +1,108 @@
+//! Where each record lives in etcd.
+
+use crate::message::Job;
+
+/// Builds every key the pipeline reads or writes, so that the prefix (test and tenant
+/// isolation) and the API segment are applied in one place.
+#[derive(Debug, Clone)]
+pub struct Keyspace {
+    /// Prepended to every key; empty in production.
+    prefix: String,
+    /// The API segment, `v2.0` unless configured otherwise.
+    api_version: String,
+}
+
+impl Keyspace {
+    pub fn new(prefix: impl Into<String>, api_version: impl Into<String>) -> Self {
+        let prefix = prefix.into().trim_end_matches('/').to_string();
+        Keyspace {
+            prefix,
+            api_version: api_version.into(),
+        }
+    }
+
+    fn key(&self, base: &str, path: &str, id: &str) -> String {
+        format!("{}{base}/{}/{path}/{id}", self.prefix, self.api_version)
+    }
+
+    pub fn heat_stack(&self, path: &str, id: &str) -> String {
+        self.key("/esi-worker/heat_stacks", path, id)
+    }
+
+    pub fn job_state(&self, path: &str, id: &str) -> String {
+        self.key("/esi-worker/job_state", path, id)
+    }
+
+    pub fn state(&self, path: &str, id: &str) -> String {
+        self.key("/state", path, id)
+    }
+
+    /// The order key kept beside a heat_stacks record. It lives outside `/esi-worker/` so
+    /// that readers listing that prefix never see it.
+    pub fn heat_stack_order(&self, path: &str, id: &str) -> String {
+        self.key("/heat-pipeline/order/heat_stacks", path, id)
+    }
+
+    /// The order key kept beside a job_state record; it outlives the record (wrap deletes
+    /// the record), so a late or repeated normalize cannot bring an old record back.
+    pub fn job_state_order(&self, path: &str, id: &str) -> String {
+        self.key("/heat-pipeline/order/job_state", path, id)
+    }
+
+    /// The three record keys of a job, for `show`.
+    pub fn records_of(&self, job_path: &str, id: &str) -> [(&'static str, String); 3] {
+        [
+            ("heat_stacks", self.heat_stack(job_path, id)),
+            ("job_state", self.job_state(job_path, id)),
+            ("state", self.state(job_path, id)),
+        ]
+    }
+
+    pub fn for_job(&self, job: &Job) -> JobKeys {
+        let path = job.path();
+        let id = &job.resource_id;
+        JobKeys {
+            heat_stack: self.heat_stack(&path, id),
+            heat_stack_order: self.heat_stack_order(&path, id),
+            job_state: self.job_state(&path, id),
+            job_state_order: self.job_state_order(&path, id),
+            state: self.state(&path, id),
+        }
+    }
+}
+
+/// All keys of one job's resource.
+#[derive(Debug, Clone)]
+pub struct JobKeys {
+    pub heat_stack: String,
+    pub heat_stack_order: String,
+    pub job_state: String,
+    pub job_state_order: String,
+    pub state: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_the_seed() {
+        let keys = Keyspace::new("", "v2.0");
+        let id = "23464cbc-d910-430a-93f7-3776ea07f992";
+        assert_eq!(
+            keys.heat_stack("ports", id),
+            format!("/esi-worker/heat_stacks/v2.0/ports/{id}")
+        );
+        assert_eq!(
+            keys.job_state("ports", id),
+            format!("/esi-worker/job_state/v2.0/ports/{id}")
+        );
+        assert_eq!(keys.state("ports", id), format!("/state/v2.0/ports/{id}"));
+    }
+
+    #[test]
+    fn prefix_is_prepended_once() {
+        let keys = Keyspace::new("/t1/", "v2.0");
+        assert_eq!(keys.state("ports", "a"), "/t1/state/v2.0/ports/a");
+    }
+}

@@ -1,0 +1,285 @@
+//! The input message, a Heat result (design section 2), and its decoding.
+//!
+//! Decoding is strict where a wrong value would write a wrong key or record (a missing
+//! `resource_id`, a version that is not a non-negative integer), and lenient where Heat is
+//! (unknown fields are ignored, `outputs` and `stack_status_reason` may be absent).
+
+use std::borrow::Cow;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{RejectKind, Rejection};
+
+/// The job whose result this is. It travels unchanged through all three stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub action: Action,
+    /// Singular, e.g. `port`; part of the capture record's `id`.
+    pub resource_type: String,
+    /// The key segment, e.g. `ports`; defaults to `resource_type` + `s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    pub resource_id: String,
+    /// The configuration version this job applies; becomes `/state`'s `version`.
+    pub version: u64,
+    pub tenant_id: String,
+}
+
+/// The job's action, as the job manager names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Modify,
+    Delete,
+}
+
+impl Action {
+    /// The upper-case prefix of `worker_state` (`CREATE_COMPLETED`, `MODIFY_FAILED`, ...).
+    pub fn worker_prefix(self) -> &'static str {
+        match self {
+            Action::Create => "CREATE",
+            Action::Modify => "MODIFY",
+            Action::Delete => "DELETE",
+        }
+    }
+}
+
+impl Job {
+    /// The key segment of the resource's collection.
+    pub fn path(&self) -> Cow<'_, str> {
+        match &self.resource_path {
+            Some(path) => Cow::Borrowed(path),
+            None => Cow::Owned(format!("{}s", self.resource_type)),
+        }
+    }
+
+    /// Refuses values that would produce a wrong or ambiguous etcd key.
+    pub(crate) fn validate(&self) -> Result<(), Rejection> {
+        let path = self.path();
+        for (name, value) in [
+            ("job.resource_type", self.resource_type.as_str()),
+            ("job.resource_path", &*path),
+            ("job.resource_id", self.resource_id.as_str()),
+        ] {
+            if value.is_empty() {
+                return Err(Rejection::invalid(format!("{name} is empty")));
+            }
+            if value.contains('/') || value.chars().any(char::is_control) {
+                return Err(Rejection::invalid(format!(
+                    "{name} {value:?} contains '/' or a control character"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields of Heat's stack-show body that the records use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Stack {
+    /// `<resource_type>_<id>`; becomes the capture record's `stack_id`.
+    pub stack_name: String,
+    pub stack_status: String,
+    #[serde(default)]
+    pub stack_status_reason: Option<String>,
+    /// Heat's outputs, each kept exactly as it arrived (key order and number text).
+    #[serde(default)]
+    pub outputs: Option<Vec<Value>>,
+}
+
+/// A Heat result as upstream publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatResult {
+    pub job: Job,
+    /// `None` only for a `delete` whose stack Heat no longer has.
+    pub stack: Option<Stack>,
+}
+
+#[derive(Deserialize)]
+struct RawHeatResult {
+    job: Job,
+    #[serde(default)]
+    stack: Option<Value>,
+}
+
+impl HeatResult {
+    /// Decodes and validates a message body.
+    pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
+        let raw: RawHeatResult = decode_json(body)?;
+        raw.job.validate()?;
+        let stack = match raw.stack {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(decode_stack(value)?),
+        };
+        if stack.is_none() && raw.job.action != Action::Delete {
+            return Err(Rejection::invalid(format!(
+                "stack is missing, which only a delete may omit (action {:?})",
+                raw.job.action
+            )));
+        }
+        Ok(HeatResult {
+            job: raw.job,
+            stack,
+        })
+    }
+}
+
+/// Accepts the stack as Heat's body (`{"stack": {...}}`) or as the object inside it.
+fn decode_stack(value: Value) -> Result<Stack, Rejection> {
+    let inner = match value {
+        Value::Object(mut map)
+            if !map.contains_key("stack_status") && map.contains_key("stack") =>
+        {
+            map.remove("stack").expect("checked above")
+        }
+        other => other,
+    };
+    let stack: Stack = serde_path_to_error::deserialize(inner)
+        .map_err(|e| Rejection::invalid(format!("stack.{e}")))?;
+    if let Some(outputs) = &stack.outputs {
+        if let Some(at) = outputs.iter().position(|o| !o.is_object()) {
+            return Err(Rejection::invalid(format!(
+                "stack.outputs[{at}]: expected an object"
+            )));
+        }
+    }
+    Ok(stack)
+}
+
+/// Parses a JSON body into `T`, naming the offending field on failure.
+///
+/// Syntax errors (including non-UTF-8 input and nesting beyond serde_json's recursion
+/// limit) are [`RejectKind::MalformedJson`]; well-formed JSON of the wrong shape is
+/// [`RejectKind::InvalidMessage`].
+pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Rejection::new(RejectKind::MalformedJson, "empty body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let kind = if e.inner().is_data() {
+            RejectKind::InvalidMessage
+        } else {
+            RejectKind::MalformedJson
+        };
+        let path = e.path().to_string();
+        let detail = if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        };
+        Rejection::new(kind, detail)
+    })?;
+    de.end()
+        .map_err(|e| Rejection::new(RejectKind::MalformedJson, e.to_string()))?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &[u8] = include_bytes!("../tests/fixtures/seed/heat_result.port.json");
+
+    #[test]
+    fn decodes_the_seed() {
+        let result = HeatResult::decode(SEED).unwrap();
+        assert_eq!(result.job.action, Action::Create);
+        assert_eq!(result.job.path(), "ports");
+        assert_eq!(result.stack.unwrap().outputs.unwrap().len(), 5);
+    }
+
+    #[test]
+    fn accepts_the_wrapped_stack_body() {
+        let mut doc: Value = serde_json::from_slice(SEED).unwrap();
+        let stack = doc["stack"].take();
+        doc["stack"] = serde_json::json!({ "stack": stack });
+        let body = serde_json::to_vec(&doc).unwrap();
+        assert_eq!(
+            HeatResult::decode(&body).unwrap(),
+            HeatResult::decode(SEED).unwrap()
+        );
+    }
+
+    #[test]
+    fn resource_path_defaults_to_plural_type() {
+        let body = br#"{"job": {"action": "delete", "resource_type": "port", "resource_id": "a", "version": 2, "tenant_id": "t"}}"#;
+        let result = HeatResult::decode(body).unwrap();
+        assert_eq!(result.job.path(), "ports");
+        assert!(result.stack.is_none());
+    }
+
+    fn rejection(body: &[u8]) -> Rejection {
+        HeatResult::decode(body).unwrap_err()
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let cases: &[(&[u8], RejectKind, &str)] = &[
+            (b"", RejectKind::MalformedJson, "empty body"),
+            (b"{not json", RejectKind::MalformedJson, "key must be a string"),
+            (b"\xff\xfe", RejectKind::MalformedJson, ""),
+            (
+                br#"{"job": {"action": "delete", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}} }"#,
+                RejectKind::MalformedJson,
+                "trailing characters",
+            ),
+            (br#"{"stack": null}"#, RejectKind::InvalidMessage, "missing field `job`"),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": "1", "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job.version: invalid type",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": -1, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job.version",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1.5, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job.version",
+            ),
+            (
+                br#"{"job": {"action": "explode", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job.action: unknown variant `explode`",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a/b", "version": 1, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job.resource_id",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "only a delete may omit",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x"}}"#,
+                RejectKind::InvalidMessage,
+                "missing field `stack_status`",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x", "stack_status": "CREATE_COMPLETE", "outputs": [1]}}"#,
+                RejectKind::InvalidMessage,
+                "stack.outputs[0]",
+            ),
+        ];
+        for (body, kind, needle) in cases {
+            let r = rejection(body);
+            assert_eq!(r.kind, *kind, "{r} for {}", String::from_utf8_lossy(body));
+            assert!(r.detail.contains(needle), "{r:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowed() {
+        let mut body = "[".repeat(10_000);
+        body.push_str(&"]".repeat(10_000));
+        assert_eq!(rejection(body.as_bytes()).kind, RejectKind::MalformedJson);
+    }
+}

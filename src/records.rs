@@ -1,0 +1,98 @@
+//! The three records (design section 3) and the hand-off messages between stages.
+//!
+//! Field order in these structs is the key order of the stored JSON: do not reorder them.
+//! Records are encoded with [`crate::pyjson`]; hand-offs with plain serde_json, since only
+//! the stages read them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{RejectKind, Rejection};
+use crate::lifecycle::Phase;
+use crate::message::Job;
+use crate::pyjson;
+
+/// `/esi-worker/heat_stacks/<api>/<path>/<id>`, written by capture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatStackRecord {
+    /// Heat's `stack_name`.
+    pub stack_id: String,
+    pub tenant_id: String,
+    pub stack_status: String,
+    pub output: Vec<Value>,
+    /// Heat's `stack_status_reason`.
+    pub status_reason: String,
+    /// `<resource_type>:<resource_id>`.
+    pub id: String,
+}
+
+/// `/esi-worker/job_state/<api>/<path>/<id>`, written by normalize and removed by wrap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStateRecord {
+    pub heat_outputs: Vec<Value>,
+    pub orchestration_state: String,
+}
+
+/// `/state/<api>/<path>/<id>`, written by wrap and read by the API server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub state: WorkerState,
+    pub version: u64,
+    /// `""` on success, the stack's status reason on failure.
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerState {
+    pub worker_state: String,
+    /// The outputs as a JSON string, as the original worker stored them.
+    pub heat_outputs: String,
+    pub orchestration_state: String,
+}
+
+/// The part of a stored `/state` that wrap's version guard needs.
+#[derive(Debug, Deserialize)]
+pub struct StoredStateVersion {
+    pub version: u64,
+}
+
+/// The order key of a heat_stacks or job_state record, kept beside it because the
+/// record formats have no room for a version. Results are ordered by `(version, phase)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Order {
+    pub version: u64,
+    pub phase: Phase,
+}
+
+impl Order {
+    pub fn to_bytes(self) -> Vec<u8> {
+        serde_json::to_vec(&self).expect("an Order always serializes")
+    }
+
+    /// `None` for bytes that are not an order key (treated as "no order known").
+    pub fn from_bytes(bytes: &[u8]) -> Option<Order> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// capture → normalize.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalizeRequest {
+    pub job: Job,
+    pub heat_stack: HeatStackRecord,
+}
+
+/// normalize → wrap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WrapRequest {
+    pub job: Job,
+    pub job_state: JobStateRecord,
+    /// Carried past job_state (which has no room for it) because a failed job's `/state`
+    /// reports it as `error`.
+    pub status_reason: String,
+}
+
+/// Encodes a record as the original writer did, or says why it cannot be.
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Rejection> {
+    pyjson::to_vec(record).map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))
+}

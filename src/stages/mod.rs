@@ -1,0 +1,210 @@
+//! The three stages' steps, each a pure function from a message and a [`Snapshot`] to a
+//! [`Decision`]. All I/O lives in the runner; everything here is unit-tested byte for byte.
+
+mod capture;
+mod normalize;
+mod wrap;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use capture::Capture;
+pub use normalize::Normalize;
+pub use wrap::Wrap;
+
+use crate::error::Rejection;
+use crate::message::Job;
+use crate::plan::{Decision, Outcome, Snapshot, Write};
+use crate::records::Order;
+
+/// Which stage a process runs; names queues, routing keys, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageName {
+    Capture,
+    Normalize,
+    Wrap,
+}
+
+impl StageName {
+    pub const ALL: [StageName; 3] = [StageName::Capture, StageName::Normalize, StageName::Wrap];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Capture => "capture",
+            StageName::Normalize => "normalize",
+            StageName::Wrap => "wrap",
+        }
+    }
+
+    /// The routing key of the messages this stage consumes.
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            StageName::Capture => "heat.result",
+            StageName::Normalize => "stage.normalize",
+            StageName::Wrap => "stage.wrap",
+        }
+    }
+
+    /// The stage this one hands off to.
+    pub fn next(self) -> Option<StageName> {
+        match self {
+            StageName::Capture => Some(StageName::Normalize),
+            StageName::Normalize => Some(StageName::Wrap),
+            StageName::Wrap => None,
+        }
+    }
+}
+
+impl fmt::Display for StageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StageName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StageName::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+            .ok_or_else(|| format!("unknown stage {s:?} (capture, normalize or wrap)"))
+    }
+}
+
+/// One step of the pipeline. The runner drives it: decode, read [`Stage::reads`], call
+/// [`Stage::decide`], commit the writes, hand off, ack.
+pub trait Stage: Send + Sync + 'static {
+    /// The decoded message.
+    type Input: Send + Sync + 'static;
+
+    fn name(&self) -> StageName;
+
+    /// Decodes a message body; a [`Rejection`] dead-letters it.
+    fn decode(&self, body: &[u8]) -> Result<Self::Input, Rejection>;
+
+    /// The job the message is about (for logs, and to keep one resource's messages in order).
+    fn job<'a>(&self, input: &'a Self::Input) -> &'a Job;
+
+    /// The etcd keys [`Stage::decide`] looks at; the commit is guarded on all of them.
+    fn reads(&self, input: &Self::Input) -> Vec<String>;
+
+    /// The step itself. Pure: the same input and snapshot give the same decision.
+    fn decide(&self, input: &Self::Input, snapshot: &Snapshot) -> Result<Decision, Rejection>;
+}
+
+/// The version guard shared by capture and normalize, whose records carry no version: the
+/// record's [`Order`] is kept under `order_key`, written in the same transaction.
+///
+/// - newer than what is stored (or nothing stored): write record and order, hand off;
+/// - same order and same bytes: a duplicate delivery; hand off again, because the earlier
+///   attempt may have stopped before its hand-off was confirmed;
+/// - same order, record gone (wrap consumed it) or different (an earlier result for the
+///   same version and phase stands): nothing to do;
+/// - older: stale, nothing to do.
+fn guarded_write(
+    snapshot: &Snapshot,
+    record_key: &str,
+    order_key: &str,
+    record: Vec<u8>,
+    order: Order,
+    handoff: Vec<u8>,
+) -> Decision {
+    let stored_order = snapshot.value(order_key).and_then(Order::from_bytes);
+    let stored_record = snapshot.value(record_key);
+    match stored_order {
+        Some(stored) if stored > order => Decision {
+            writes: vec![],
+            outcome: Outcome::Stale,
+            handoff: None,
+        },
+        Some(stored) if stored == order => {
+            let same = stored_record == Some(record.as_slice());
+            Decision {
+                writes: vec![],
+                outcome: if same {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Stale
+                },
+                handoff: same.then_some(handoff),
+            }
+        }
+        _ => Decision {
+            writes: vec![
+                Write::Put {
+                    key: record_key.to_string(),
+                    value: record,
+                },
+                Write::Put {
+                    key: order_key.to_string(),
+                    value: order.to_bytes(),
+                },
+            ],
+            outcome: Outcome::Written,
+            handoff: Some(handoff),
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers to run a stage's step against an in-memory snapshot.
+
+    use super::*;
+    use crate::plan::Stored;
+
+    pub const SEED_INPUT: &[u8] = include_bytes!("../../tests/fixtures/seed/heat_result.port.json");
+    pub const SEED_HEAT_STACKS: &[u8] =
+        include_bytes!("../../tests/fixtures/seed/heat_stacks.port.bytes");
+    pub const SEED_JOB_STATE: &[u8] =
+        include_bytes!("../../tests/fixtures/seed/job_state.port.bytes");
+    pub const SEED_STATE: &[u8] = include_bytes!("../../tests/fixtures/seed/state.port.bytes");
+
+    /// A snapshot of `keys` holding `store`'s values (absent when not in `store`).
+    pub fn snapshot(keys: &[String], store: &[(&str, &[u8])]) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for key in keys {
+            let stored = store.iter().find(|(k, _)| k == key).map(|(_, v)| Stored {
+                value: v.to_vec(),
+                mod_revision: 1,
+            });
+            snapshot.insert(key.clone(), stored);
+        }
+        snapshot
+    }
+
+    /// Applies a decision's writes to `store`, as etcd would.
+    pub fn apply(store: &mut Vec<(String, Vec<u8>)>, decision: &Decision) {
+        for write in &decision.writes {
+            match write {
+                Write::Put { key, value } => {
+                    store.retain(|(k, _)| k != key);
+                    store.push((key.clone(), value.clone()));
+                }
+                Write::Delete { key } => store.retain(|(k, _)| k != key),
+            }
+        }
+    }
+
+    /// Runs one step of `stage` against `store` and applies its writes.
+    pub fn step<S: Stage>(stage: &S, store: &mut Vec<(String, Vec<u8>)>, body: &[u8]) -> Decision {
+        let input = stage.decode(body).expect("decodes");
+        let keys = stage.reads(&input);
+        let view: Vec<(&str, &[u8])> = store
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let decision = stage
+            .decide(&input, &snapshot(&keys, &view))
+            .expect("decides");
+        apply(store, &decision);
+        decision
+    }
+
+    pub fn get<'a>(store: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+        store
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+}

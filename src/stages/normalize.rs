@@ -1,0 +1,105 @@
+//! Stage 2: the heat_stacks record becomes the job_state record.
+
+use super::{guarded_write, Stage, StageName};
+use crate::error::Rejection;
+use crate::keys::Keyspace;
+use crate::lifecycle::classify;
+use crate::message::{decode_json, Job};
+use crate::plan::{Decision, Snapshot};
+use crate::records::{encode, JobStateRecord, NormalizeRequest, Order, WrapRequest};
+
+/// Job-state normalization.
+#[derive(Debug, Clone)]
+pub struct Normalize {
+    pub keys: Keyspace,
+}
+
+impl Stage for Normalize {
+    type Input = NormalizeRequest;
+
+    fn name(&self) -> StageName {
+        StageName::Normalize
+    }
+
+    fn decode(&self, body: &[u8]) -> Result<NormalizeRequest, Rejection> {
+        let request: NormalizeRequest = decode_json(body)?;
+        request.job.validate()?;
+        Ok(request)
+    }
+
+    fn job<'a>(&self, input: &'a NormalizeRequest) -> &'a Job {
+        &input.job
+    }
+
+    fn reads(&self, input: &NormalizeRequest) -> Vec<String> {
+        let keys = self.keys.for_job(&input.job);
+        vec![keys.job_state, keys.job_state_order]
+    }
+
+    fn decide(&self, input: &NormalizeRequest, snapshot: &Snapshot) -> Result<Decision, Rejection> {
+        let stack = &input.heat_stack;
+        let progress = classify(input.job.action, &stack.stack_status)?;
+        let record = JobStateRecord {
+            heat_outputs: stack.output.clone(),
+            orchestration_state: stack.stack_status.clone(),
+        };
+        let bytes = encode(&record)?;
+        let order = Order {
+            version: input.job.version,
+            phase: progress.phase(),
+        };
+        let handoff = serde_json::to_vec(&WrapRequest {
+            job: input.job.clone(),
+            job_state: record,
+            status_reason: stack.status_reason.clone(),
+        })
+        .expect("a hand-off always serializes");
+        let keys = self.keys.for_job(&input.job);
+        Ok(guarded_write(
+            snapshot,
+            &keys.job_state,
+            &keys.job_state_order,
+            bytes,
+            order,
+            handoff,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Outcome;
+    use crate::stages::test_support::*;
+    use crate::stages::Capture;
+
+    const SEED_KEY: &str = "/esi-worker/job_state/v2.0/ports/23464cbc-d910-430a-93f7-3776ea07f992";
+
+    fn stages() -> (Capture, Normalize) {
+        let keys = Keyspace::new("", "v2.0");
+        (Capture { keys: keys.clone() }, Normalize { keys })
+    }
+
+    #[test]
+    fn writes_the_seed_record_byte_for_byte() {
+        let (capture, normalize) = stages();
+        let mut store = vec![];
+        let handoff = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        let decision = step(&normalize, &mut store, &handoff);
+        assert_eq!(decision.outcome, Outcome::Written);
+        assert_eq!(get(&store, SEED_KEY).unwrap(), SEED_JOB_STATE);
+    }
+
+    #[test]
+    fn a_repeat_after_wrap_removed_the_record_does_not_bring_it_back() {
+        let (capture, normalize) = stages();
+        let mut store = vec![];
+        let handoff = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        step(&normalize, &mut store, &handoff);
+        store.retain(|(k, _)| k != SEED_KEY); // what wrap does
+        let again = step(&normalize, &mut store, &handoff);
+        assert_eq!(again.outcome, Outcome::Stale);
+        assert_eq!(again.handoff, None);
+        assert_eq!(get(&store, SEED_KEY), None);
+    }
+}
