@@ -12,11 +12,16 @@
 //!
 //! `docs/ARCHITECTURE.md` is the map of how these fit together.
 
+pub mod amqp;
+pub mod config;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
 pub mod message;
 pub mod plan;
+pub mod publish;
 pub mod pyjson;
 pub mod records;
+pub mod runner;
 pub mod stages;
+pub mod store;

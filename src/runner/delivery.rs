@@ -1,0 +1,219 @@
+//! One delivery, from decode to ack.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::BasicProperties;
+use tracing::Instrument;
+
+use super::session::Session;
+use super::{store_backoff, Pipeline};
+use crate::amqp::{long_string, publish_confirmed, PublishError};
+use crate::error::{Rejection, StepError};
+use crate::plan::Decision;
+use crate::stages::Stage;
+
+/// Why a delivery could not be finished; the session is then treated as broken.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error("publish failed: {0}")]
+    Publish(#[from] PublishError),
+    #[error("ack failed: {0}")]
+    Ack(String),
+}
+
+/// Handles one delivery. Never panics the runner, never drops a delivery silently: it ends
+/// acked (done or dead-lettered), or unacked for the broker to redeliver.
+pub(super) async fn handle<S: Stage>(
+    stage: Arc<S>,
+    pipeline: Arc<Pipeline>,
+    session: Arc<Session>,
+    delivery: Delivery,
+) {
+    let span = tracing::info_span!(
+        "message",
+        stage = %stage.name(),
+        tag = delivery.delivery_tag,
+        redelivered = delivery.redelivered,
+        path = tracing::field::Empty,
+        id = tracing::field::Empty,
+        version = tracing::field::Empty,
+    );
+    let work = process(&*stage, &pipeline, &session, &delivery).instrument(span.clone());
+    let result = tokio::select! {
+        // Abandoned (session lost or drain deadline): leave it unacked.
+        _ = session.abandon.cancelled() => return,
+        result = work => result,
+    };
+    if let Err(fault) = result {
+        span.in_scope(|| tracing::warn!(%fault, "message left for redelivery"));
+        session.broken.cancel();
+    }
+}
+
+async fn process<S: Stage>(
+    stage: &S,
+    pipeline: &Pipeline,
+    session: &Session,
+    delivery: &Delivery,
+) -> Result<(), Fault> {
+    let input = match stage.decode(&delivery.data) {
+        Ok(input) => input,
+        Err(rejection) => return dead_letter(stage, pipeline, session, delivery, &rejection).await,
+    };
+    let job = stage.job(&input);
+    let span = tracing::Span::current();
+    span.record("path", &*job.path());
+    span.record("id", job.resource_id.as_str());
+    span.record("version", job.version);
+
+    let decision = match apply(stage, pipeline, &input).await {
+        Ok(decision) => decision,
+        Err(rejection) => return dead_letter(stage, pipeline, session, delivery, &rejection).await,
+    };
+    if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
+        let properties = forwarded_properties(delivery);
+        publish_confirmed(
+            &session.publish,
+            pipeline.topology.exchange(),
+            next.routing_key(),
+            body,
+            properties,
+        )
+        .await?;
+    }
+    ack(delivery).await?;
+    tracing::info!(outcome = decision.outcome.as_str(), "done");
+    Ok(())
+}
+
+/// Reads, decides and commits until the commit finds the snapshot unchanged. Transient
+/// store errors are retried forever (see [`store_backoff`]); only a rejection returns.
+async fn apply<S: Stage>(
+    stage: &S,
+    pipeline: &Pipeline,
+    input: &S::Input,
+) -> Result<Decision, Rejection> {
+    let store = &pipeline.store;
+    let keys = stage.reads(input);
+    let attempt = || async {
+        loop {
+            let snapshot = store
+                .read(&keys)
+                .await
+                .map_err(|e| backoff::Error::transient(StepError::from(e)))?;
+            let decision = stage
+                .decide(input, &snapshot)
+                .map_err(|r| backoff::Error::permanent(r.into()))?;
+            decision
+                .check_size(pipeline.options.max_request_bytes)
+                .map_err(|r| backoff::Error::permanent(r.into()))?;
+            if decision.writes.is_empty() {
+                return Ok(decision);
+            }
+            match store.commit(&snapshot, &decision.writes).await {
+                Ok(true) => return Ok(decision),
+                // Another process changed these keys since the read: decide again.
+                Ok(false) => tracing::debug!("commit conflict; deciding again"),
+                Err(error @ StepError::Rejected(_)) => {
+                    return Err(backoff::Error::permanent(error))
+                }
+                Err(error @ StepError::Transient(_)) => {
+                    return Err(backoff::Error::transient(error))
+                }
+            }
+        }
+    };
+    let notify =
+        |error: StepError, wait| tracing::warn!(%error, ?wait, "store unavailable; retrying");
+    match backoff::future::retry_notify(store_backoff(), attempt, notify).await {
+        Ok(decision) => Ok(decision),
+        Err(StepError::Rejected(rejection)) => Err(rejection),
+        Err(StepError::Transient(_)) => unreachable!("transient errors are retried without limit"),
+    }
+}
+
+/// Publishes the original message to the stage's dead-letter queue with the reason, then
+/// acks it: the dead letter is the broker's responsibility before the original goes.
+async fn dead_letter<S: Stage>(
+    stage: &S,
+    pipeline: &Pipeline,
+    session: &Session,
+    delivery: &Delivery,
+    rejection: &Rejection,
+) -> Result<(), Fault> {
+    tracing::warn!(kind = rejection.kind.as_str(), reason = %rejection.detail, "dead-lettering");
+    let now = long_string(&humantime::format_rfc3339_millis(SystemTime::now()).to_string());
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let attempts = match headers.inner().get(&ShortString::from("x-delivery-count")) {
+        Some(AMQPValue::LongLongInt(n)) => n + 1,
+        Some(AMQPValue::LongInt(n)) => i64::from(*n) + 1,
+        _ => 1,
+    };
+    if !headers.contains_key("x-first-failed-at") {
+        headers.insert("x-first-failed-at".into(), now.clone());
+    }
+    for (name, value) in [
+        ("x-stage", long_string(stage.name().as_str())),
+        ("x-error-kind", long_string("permanent")),
+        ("x-error-class", long_string(rejection.kind.as_str())),
+        ("x-error-reason", long_string(&rejection.to_string())),
+        ("x-last-failed-at", now),
+        ("x-attempts", AMQPValue::LongLongInt(attempts)),
+        (
+            "x-original-exchange",
+            long_string(delivery.exchange.as_str()),
+        ),
+        (
+            "x-original-routing-key",
+            long_string(delivery.routing_key.as_str()),
+        ),
+    ] {
+        headers.insert(name.into(), value);
+    }
+    let properties = copy_identity(delivery, BasicProperties::default()).with_headers(headers);
+    publish_confirmed(
+        &session.publish,
+        &pipeline.topology.dead_exchange(),
+        stage.name().as_str(),
+        &delivery.data,
+        properties,
+    )
+    .await?;
+    ack(delivery).await
+}
+
+async fn ack(delivery: &Delivery) -> Result<(), Fault> {
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => Ok(()),
+        // The channel is gone: nothing was sent, and the broker will redeliver.
+        Ok(false) => Err(Fault::Ack("channel closed before the ack".into())),
+        Err(error) => Err(Fault::Ack(error.to_string())),
+    }
+}
+
+/// A hand-off keeps the input's identity and headers (publish time, trace context), so one
+/// Heat result can be followed across the stages.
+fn forwarded_properties(delivery: &Delivery) -> BasicProperties {
+    let headers = delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_else(FieldTable::default);
+    copy_identity(delivery, BasicProperties::default())
+        .with_content_type("application/json".into())
+        .with_headers(headers)
+}
+
+fn copy_identity(delivery: &Delivery, mut properties: BasicProperties) -> BasicProperties {
+    if let Some(id) = delivery.properties.message_id() {
+        properties = properties.with_message_id(id.clone());
+    }
+    if let Some(content_type) = delivery.properties.content_type() {
+        properties = properties.with_content_type(content_type.clone());
+    }
+    properties
+}

@@ -1,0 +1,123 @@
+//! The one consumer loop shared by every stage.
+//!
+//! [`run`] owns the reconnect loop (lapin's auto-recovery is not trusted after a broker
+//! restart): connect, declare the topology, consume until the session fails or shutdown is
+//! asked for, then start over with backoff. Each delivery is handled by
+//! [`delivery::handle`] in its own task; prefetch bounds how many run at once.
+//!
+//! Invariant: a delivery is acked only after its etcd transaction committed and its
+//! hand-off (or dead letter) was confirmed by the broker. Whatever stops a delivery before
+//! that leaves it unacked, and the broker redelivers it.
+
+mod delivery;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::{redact_url, Topology};
+use crate::stages::Stage;
+use crate::store::Store;
+
+pub use session::SessionEnd;
+
+/// Settings of a stage runner.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Messages handled at once by one stage in this process; also the AMQP prefetch, so the
+    /// broker never hands this process more than it works on.
+    pub concurrency: u16,
+    /// How long a shutdown waits for in-flight messages before returning them to the queue.
+    pub drain_timeout: Duration,
+    /// etcd's `--max-request-bytes`: larger writes are dead-lettered, not retried.
+    pub max_request_bytes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: 32,
+            drain_timeout: Duration::from_secs(30),
+            max_request_bytes: 1536 * 1024,
+        }
+    }
+}
+
+/// What every stage runner of a process shares.
+pub struct Pipeline {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub store: Store,
+    pub options: RunOptions,
+}
+
+/// Runs `stage` until `shutdown` is cancelled, then drains and returns.
+pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+    let stage = Arc::new(stage);
+    let name = stage.name();
+    let mut retry = reconnect_backoff();
+    let mut attempt: u32 = 0;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        attempt += 1;
+        match session::Session::open(&pipeline, name).await {
+            Ok(session) => {
+                tracing::info!(stage = %name, url = %redact_url(&pipeline.amqp_url), "consuming");
+                retry.reset();
+                attempt = 0;
+                match session
+                    .consume(stage.clone(), pipeline.clone(), &shutdown)
+                    .await
+                {
+                    SessionEnd::Shutdown => return,
+                    SessionEnd::Lost(reason) => {
+                        tracing::warn!(stage = %name, %reason, "broker session lost; reconnecting");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    stage = %name,
+                    attempt,
+                    url = %redact_url(&pipeline.amqp_url),
+                    %error,
+                    "cannot open a broker session"
+                );
+            }
+        }
+        let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Reconnects: quick at first, then at most every 10 s, forever, with jitter so that many
+/// processes do not hammer a restarted broker in step.
+fn reconnect_backoff() -> ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(Duration::from_millis(200))
+        .with_max_interval(Duration::from_secs(10))
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
+
+/// Retries a transient store error: at most every 5 s, forever. While the store is down
+/// every in-flight message waits here, prefetch is exhausted and the stage takes no new
+/// work: back-pressure, not failure.
+fn store_backoff() -> ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(Duration::from_millis(50))
+        .with_max_interval(Duration::from_secs(5))
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}

@@ -1,0 +1,130 @@
+//! One broker connection of one stage, from open to drain.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{delivery, Pipeline};
+use crate::amqp;
+use crate::stages::{Stage, StageName};
+
+/// A connection with its two channels: deliveries arrive on one, hand-offs and dead
+/// letters leave on the other, with confirms. Separate channels keep a publish back-pressure
+/// from stalling acks.
+pub(super) struct Session {
+    connection: Connection,
+    pub(super) consume: Channel,
+    pub(super) publish: Channel,
+    /// Cancelled by any task that finds the session broken (an ack or publish failed), so
+    /// that the runner reconnects instead of consuming into a dead channel.
+    pub(super) broken: CancellationToken,
+    /// Cancelled to stop in-flight tasks: the session was lost, or the drain deadline passed.
+    /// Their deliveries stay unacked and the broker redelivers them.
+    pub(super) abandon: CancellationToken,
+}
+
+/// Why [`Session::consume`] returned.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl Session {
+    pub(super) async fn open(
+        pipeline: &Pipeline,
+        stage: StageName,
+    ) -> Result<Session, lapin::Error> {
+        let connection = amqp::connect(&pipeline.amqp_url, stage.as_str()).await?;
+        let consume = connection.create_channel().await?;
+        let publish = amqp::confirm_channel(&connection).await?;
+        pipeline.topology.declare(&consume).await?;
+        consume
+            .basic_qos(pipeline.options.concurrency, BasicQosOptions::default())
+            .await?;
+        Ok(Session {
+            connection,
+            consume,
+            publish,
+            broken: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+        })
+    }
+
+    /// Consumes until shutdown or a failure, then drains in-flight deliveries.
+    pub(super) async fn consume<S: Stage>(
+        self,
+        stage: Arc<S>,
+        pipeline: Arc<Pipeline>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let name = stage.name();
+        let tag = format!("{name}-{}", std::process::id());
+        let mut consumer = match self
+            .consume
+            .basic_consume(
+                pipeline.topology.queue(name).into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        {
+            Ok(consumer) => consumer,
+            Err(error) => return SessionEnd::Lost(format!("cannot consume: {error}")),
+        };
+
+        let session = Arc::new(self);
+        let tasks = TaskTracker::new();
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break SessionEnd::Shutdown,
+                _ = session.broken.cancelled() => break SessionEnd::Lost("an ack or publish failed".into()),
+                next = consumer.next() => match next {
+                    Some(Ok(message)) => {
+                        tasks.spawn(delivery::handle(stage.clone(), pipeline.clone(), session.clone(), message));
+                    }
+                    Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
+                    // The broker cancelled the consumer (queue deleted, node down): not the
+                    // end of the work.
+                    None => break SessionEnd::Lost("the broker cancelled the consumer".into()),
+                },
+            }
+        };
+        tasks.close();
+
+        match &end {
+            SessionEnd::Shutdown => {
+                // Stop deliveries first, so that draining ends.
+                let _ = session
+                    .consume
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+                let drain = pipeline.options.drain_timeout;
+                if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+                    tracing::warn!(
+                        stage = %name,
+                        in_flight = tasks.len(),
+                        ?drain,
+                        "drain deadline passed; returning in-flight messages to the queue"
+                    );
+                }
+            }
+            SessionEnd::Lost(_) => {}
+        }
+        session.abandon.cancel();
+        tasks.wait().await;
+        // Closing the channels returns every unacked delivery to the queue.
+        let _ = session
+            .connection
+            .close(200, "heat-pipeline closing".into())
+            .await;
+        end
+    }
+}
