@@ -1,1 +1,245 @@
-fn main() {}
+//! The `heat-pipeline` command: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use heat_pipeline::config::Settings;
+use heat_pipeline::publish;
+use heat_pipeline::runner::{self, Pipeline, RunOptions};
+use heat_pipeline::stages::{Capture, Normalize, Wrap};
+use heat_pipeline::store::Store;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+/// Turns OpenStack Heat stack results into the state records kept in etcd.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a stage's consumer (or all three) until SIGTERM or SIGINT, then drain and exit 0.
+    Run(RunArgs),
+    /// Publish Heat results (one JSON document per file, or JSON lines) to the input exchange.
+    Publish(PublishArgs),
+    /// Print the three records of a resource.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum StageChoice {
+    Capture,
+    Normalize,
+    Wrap,
+    /// All three stages in one process (small sites, the demo).
+    All,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Which stage to run.
+    #[arg(value_enum)]
+    stage: StageChoice,
+
+    /// Messages handled at once per stage; also the AMQP prefetch.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+
+    /// How long SIGTERM waits for in-flight messages before returning them to the queue.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+
+    /// etcd's --max-request-bytes; larger records are dead-lettered.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
+    etcd_max_request_bytes: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Files to publish; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+
+    /// Publish documents even if they are not valid Heat results (to test dead-lettering).
+    #[arg(long)]
+    no_validate: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    /// The resource's collection, e.g. `ports`.
+    path: String,
+    /// The resource's id.
+    id: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings;
+    match cli.command {
+        Command::Run(args) => run(settings, args).await,
+        Command::Publish(args) => publish(settings, args).await,
+        Command::Show(args) => show(settings, args).await,
+    }
+}
+
+async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&settings.etcd_endpoints, settings.etcd_timeout).await?;
+    let pipeline = Arc::new(Pipeline {
+        amqp_url: settings.amqp_url.clone(),
+        topology: settings.topology(),
+        store,
+        options: RunOptions {
+            concurrency: args.concurrency,
+            drain_timeout: args.drain_timeout,
+            max_request_bytes: args.etcd_max_request_bytes,
+        },
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    let keys = settings.keyspace();
+    let mut stages = tokio::task::JoinSet::new();
+    let wanted = |choice| args.stage == choice || args.stage == StageChoice::All;
+    if wanted(StageChoice::Capture) {
+        stages.spawn(runner::run(
+            Capture { keys: keys.clone() },
+            pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if wanted(StageChoice::Normalize) {
+        stages.spawn(runner::run(
+            Normalize { keys: keys.clone() },
+            pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if wanted(StageChoice::Wrap) {
+        stages.spawn(runner::run(
+            Wrap { keys },
+            pipeline.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while let Some(result) = stages.join_next().await {
+        result.context("a stage runner panicked")?;
+    }
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (orchestrators) and SIGINT (a terminal) both ask for a clean drain.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+}
+
+async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let mut documents = Vec::new();
+    for file in &args.files {
+        let (name, content) = if file.as_os_str() == "-" {
+            let mut content = Vec::new();
+            tokio::io::stdin()
+                .read_to_end(&mut content)
+                .await
+                .context("reading standard input")?;
+            ("<stdin>".to_string(), content)
+        } else {
+            let content = tokio::fs::read(file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            (file.display().to_string(), content)
+        };
+        documents.extend(publish::split_documents(&name, &content)?);
+    }
+    if !args.no_validate {
+        publish::validate(&documents)?;
+    }
+    let confirmed = publish::publish(&settings.amqp_url, &settings.topology(), &documents)
+        .await
+        .with_context(|| {
+            format!(
+                "publishing to {}",
+                heat_pipeline::amqp::redact_url(&settings.amqp_url)
+            )
+        })?;
+    println!(
+        "{confirmed} of {} message(s) confirmed by the broker (exchange {})",
+        documents.len(),
+        settings.topology().exchange()
+    );
+    if confirmed != documents.len() {
+        bail!("not every message was confirmed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(&settings.etcd_endpoints, settings.etcd_timeout).await?;
+    let mut absent = 0;
+    for (name, key) in settings.keyspace().records_of(&args.path, &args.id) {
+        match store.get(&key).await? {
+            Some(value) => println!("{name}: {key}\n{}\n", String::from_utf8_lossy(&value)),
+            None => {
+                absent += 1;
+                println!("{name}: {key}\n(absent)\n");
+            }
+        }
+    }
+    // job_state is absent once a job has finished, so only "nothing at all" is a failure.
+    Ok(if absent == 3 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
