@@ -1,0 +1,331 @@
+//! Test helpers: each test spawns the real pipeline against real services, isolated by its
+//! own `PIPELINE_NAME` and `ETCD_KEY_PREFIX`.
+#![allow(dead_code)] // each test binary uses its own subset
+
+mod services;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use etcd_client::{Client, GetOptions};
+use heat_pipeline::amqp::{self, header_str, Topology};
+use heat_pipeline::keys::Keyspace;
+use heat_pipeline::publish::input_properties;
+use heat_pipeline::runner::{self, Pipeline, RunOptions};
+use heat_pipeline::stages::{Capture, Normalize, StageName, Wrap};
+use heat_pipeline::store::Store;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use services::{services, Services};
+
+pub const SEED_INPUT: &[u8] = include_bytes!("../fixtures/seed/heat_result.port.json");
+pub const SEED_HEAT_STACKS: &[u8] = include_bytes!("../fixtures/seed/heat_stacks.port.bytes");
+pub const SEED_JOB_STATE: &[u8] = include_bytes!("../fixtures/seed/job_state.port.bytes");
+pub const SEED_STATE: &[u8] = include_bytes!("../fixtures/seed/state.port.bytes");
+pub const SEED_ID: &str = "23464cbc-d910-430a-93f7-3776ea07f992";
+
+/// How long a test waits for the pipeline before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A name no other test (or earlier run) uses.
+pub fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("hp-test-{test}-{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// One isolated pipeline: its own exchange and queues, its own key prefix.
+pub struct TestPipeline {
+    pub services: Services,
+    pub name: String,
+    pub prefix: String,
+    pub keys: Keyspace,
+    pub topology: Topology,
+    pub etcd: Client,
+    connection: Connection,
+    pub channel: Channel,
+    shutdown: CancellationToken,
+    runners: JoinSet<()>,
+}
+
+impl TestPipeline {
+    /// Declares the topology but runs no stage (for tests that start processes).
+    pub async fn new(test: &str) -> TestPipeline {
+        let services = services().await;
+        let name = unique_name(test);
+        let prefix = format!("/{name}");
+        let topology = Topology::new(name.clone(), 20);
+        let connection = amqp::connect(&services.amqp_url, "test")
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = amqp::confirm_channel(&connection).await.unwrap();
+        topology.declare(&channel).await.unwrap();
+        let etcd = Client::connect(&services.etcd_endpoints, None)
+            .await
+            .expect("connect to etcd");
+        TestPipeline {
+            keys: Keyspace::new(prefix.clone(), "v2.0"),
+            services,
+            name,
+            prefix,
+            topology,
+            etcd,
+            connection,
+            channel,
+            shutdown: CancellationToken::new(),
+            runners: JoinSet::new(),
+        }
+    }
+
+    /// Starts all three stages in this process, `concurrency` messages at once each.
+    pub async fn spawn(test: &str, concurrency: u16) -> TestPipeline {
+        let mut pipeline = TestPipeline::new(test).await;
+        pipeline.start_stages(concurrency).await;
+        pipeline
+    }
+
+    pub async fn start_stages(&mut self, concurrency: u16) {
+        let store = Store::connect(&self.services.etcd_endpoints, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let shared = Arc::new(Pipeline {
+            amqp_url: self.services.amqp_url.clone(),
+            topology: self.topology.clone(),
+            store,
+            options: RunOptions {
+                concurrency,
+                ..RunOptions::default()
+            },
+        });
+        let keys = self.keys.clone();
+        let token = self.shutdown.clone();
+        self.runners.spawn(runner::run(
+            Capture { keys: keys.clone() },
+            shared.clone(),
+            token.clone(),
+        ));
+        self.runners.spawn(runner::run(
+            Normalize { keys: keys.clone() },
+            shared.clone(),
+            token.clone(),
+        ));
+        self.runners
+            .spawn(runner::run(Wrap { keys }, shared, token));
+    }
+
+    /// Environment for a `heat-pipeline` child process of this pipeline.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AMQP_URL", self.services.amqp_url.clone()),
+            ("ETCD_ENDPOINTS", self.services.etcd_endpoints.join(",")),
+            ("PIPELINE_NAME", self.name.clone()),
+            ("ETCD_KEY_PREFIX", self.prefix.clone()),
+            ("RUST_LOG", "info".into()),
+        ]
+    }
+
+    /// Publishes a body as upstream does.
+    pub async fn publish(&self, body: &[u8]) {
+        self.publish_to(StageName::Capture, body).await;
+    }
+
+    /// Publishes a body straight onto a stage's queue (to test its decoding).
+    pub async fn publish_to(&self, stage: StageName, body: &[u8]) {
+        amqp::publish_confirmed(
+            &self.channel,
+            self.topology.exchange(),
+            stage.routing_key(),
+            body,
+            input_properties(),
+        )
+        .await
+        .expect("publish");
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let response = self.etcd.kv_client().get(key, None).await.unwrap();
+        response.kvs().first().map(|kv| kv.value().to_vec())
+    }
+
+    pub async fn mod_revision(&self, key: &str) -> Option<i64> {
+        let response = self.etcd.kv_client().get(key, None).await.unwrap();
+        response.kvs().first().map(|kv| kv.mod_revision())
+    }
+
+    /// Waits until `key` holds a value that satisfies `ready`, and returns it.
+    pub async fn wait_for(&self, key: &str, ready: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(value) = self.get(key).await {
+                if ready(&value) {
+                    return value;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {key}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `/state` of `id` in `ports` holds `version`, and returns it.
+    pub async fn wait_for_state(&self, id: &str, version: u64) -> serde_json::Value {
+        let key = self.keys.state("ports", id);
+        let bytes = self
+            .wait_for(&key, |v| {
+                serde_json::from_slice::<serde_json::Value>(v).unwrap()["version"] == version
+            })
+            .await;
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Waits until `count` dead letters are in `stage`'s dead-letter queue, then takes them.
+    pub async fn take_dead_letters(&self, stage: StageName, count: usize) -> Vec<DeadLetter> {
+        let queue = self.topology.dead_queue(stage);
+        let deadline = Instant::now() + PATIENCE;
+        let mut letters = Vec::new();
+        while letters.len() < count {
+            match self
+                .channel
+                .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                Some(message) => {
+                    let headers = message.delivery.properties.headers().clone();
+                    letters.push(DeadLetter {
+                        body: message.delivery.data.clone(),
+                        stage: header_str(headers.as_ref(), "x-stage"),
+                        reason: header_str(headers.as_ref(), "x-error-reason"),
+                        class: header_str(headers.as_ref(), "x-error-class"),
+                        routing_key: header_str(headers.as_ref(), "x-original-routing-key"),
+                    });
+                    message
+                        .delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .unwrap();
+                }
+                None => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "timed out: {} of {count} dead letters",
+                        letters.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        letters
+    }
+
+    /// Messages ready in a queue (not counting unacked ones).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let channel = self.connection.create_channel().await.unwrap();
+        let queue = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .unwrap();
+        let _ = channel.close(200, "".into()).await;
+        queue.message_count()
+    }
+
+    /// Stops the in-process stages (a clean drain) and removes the test's queues and keys.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while let Some(result) = self.runners.join_next().await {
+            result.expect("a runner panicked");
+        }
+        for stage in StageName::ALL {
+            for queue in [self.topology.queue(stage), self.topology.dead_queue(stage)] {
+                let _ = self
+                    .channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for exchange in [
+            self.topology.exchange().to_string(),
+            self.topology.dead_exchange(),
+        ] {
+            let _ = self
+                .channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self
+            .etcd
+            .kv_client()
+            .delete(
+                self.prefix.as_str(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await;
+        let _ = self.connection.close(200, "".into()).await;
+    }
+
+    /// Every key under this test's prefix (for "nothing else was written" checks).
+    pub async fn all_keys(&self) -> Vec<String> {
+        let response = self
+            .etcd
+            .kv_client()
+            .get(
+                self.prefix.as_str(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .unwrap();
+        response
+            .kvs()
+            .iter()
+            .map(|kv| kv.key_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// A message found in a dead-letter queue, with the headers the stage gave it.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub body: Vec<u8>,
+    pub stage: Option<String>,
+    pub reason: Option<String>,
+    pub class: Option<String>,
+    pub routing_key: Option<String>,
+}
+
+/// The seed input with `replacements` applied to its text.
+pub fn seed_with(replacements: &[(&str, &str)]) -> Vec<u8> {
+    let mut text = String::from_utf8(SEED_INPUT.to_vec()).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "the seed has no {from:?}");
+        text = text.replace(from, to);
+    }
+    text.into_bytes()
+}
+
+/// A small valid Heat result for resource `id` of `ports`.
+pub fn heat_result(action: &str, id: &str, version: u64, status: &str, reason: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "job": {"action": action, "resource_type": "port", "resource_path": "ports",
+                "resource_id": id, "version": version, "tenant_id": "tenant-1"},
+        "stack": {"stack_name": format!("port_{id}"), "stack_status": status,
+                  "stack_status_reason": reason,
+                  "outputs": [{"output_key": "v", "output_value": version, "description": "version"}]}
+    }))
+    .unwrap()
+}
