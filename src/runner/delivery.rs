@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
 
@@ -198,11 +198,7 @@ async fn ack(delivery: &Delivery) -> Result<(), Fault> {
 /// A hand-off keeps the input's identity and headers (publish time, trace context), so one
 /// Heat result can be followed across the stages.
 fn forwarded_properties(delivery: &Delivery) -> BasicProperties {
-    let headers = delivery
-        .properties
-        .headers()
-        .clone()
-        .unwrap_or_else(FieldTable::default);
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
     copy_identity(delivery, BasicProperties::default())
         .with_content_type("application/json".into())
         .with_headers(headers)
