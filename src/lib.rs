@@ -23,5 +23,6 @@ pub mod publish;
 pub mod pyjson;
 pub mod records;
 pub mod runner;
+pub mod show;
 pub mod stages;
 pub mod store;

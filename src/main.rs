@@ -214,18 +214,23 @@ async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Result<ExitCo
 
 async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings.etcd_endpoints, settings.etcd_timeout).await?;
-    let mut absent = 0;
-    for (name, key) in settings.keyspace().records_of(&args.path, &args.id) {
-        match store.get(&key).await? {
-            Some(value) => println!("{name}: {key}\n{}\n", String::from_utf8_lossy(&value)),
-            None => {
-                absent += 1;
-                println!("{name}: {key}\n(absent)\n");
-            }
+    let records =
+        heat_pipeline::show::records(&store, &settings.keyspace(), &args.path, &args.id).await?;
+    for record in &records {
+        println!("{}: {}", record.name, record.key);
+        match (&record.value, &record.removed) {
+            (Some(value), _) => println!("{}", String::from_utf8_lossy(value)),
+            (None, Some((revision, value))) => println!(
+                "(absent: removed when the job finished; last written at revision {revision}:)\n{}",
+                String::from_utf8_lossy(value)
+            ),
+            (None, None) => println!("(absent)"),
         }
+        println!();
     }
     // job_state is absent once a job has finished, so only "nothing at all" is a failure.
-    Ok(if absent == 3 {
+    let nothing = records.iter().all(|r| r.value.is_none());
+    Ok(if nothing {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
 };
 
 use crate::error::{RejectKind, Rejection, StepError, Transient};
@@ -92,15 +92,19 @@ impl Store {
         Ok(response.succeeded())
     }
 
-    /// Reads one key (for `show`).
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Transient> {
+    /// Reads one key, now or as it was at `revision` (for `show`).
+    pub async fn get(&self, key: &str, revision: Option<i64>) -> Result<Option<Stored>, Transient> {
+        let options = revision.map(|r| GetOptions::new().with_revision(r));
         let response = self
             .kv
             .clone()
-            .get(key, None)
+            .get(key, options)
             .await
             .map_err(|e| Transient(format!("etcd read of {key} failed: {e}")))?;
-        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+        Ok(response.kvs().first().map(|kv| Stored {
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }))
     }
 }
 

@@ -1,0 +1,62 @@
+//! `heat-pipeline show`: the three records of one resource.
+
+use crate::error::Transient;
+use crate::keys::Keyspace;
+use crate::store::Store;
+
+/// One record as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// `heat_stacks`, `job_state` or `state`.
+    pub name: &'static str,
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    /// For a job_state that wrap already removed: its last value and the revision it was
+    /// written at, read from etcd's history (absent once etcd compacted that revision).
+    pub removed: Option<(i64, Vec<u8>)>,
+}
+
+/// Reads the three records of `path`/`id`.
+pub async fn records(
+    store: &Store,
+    keys: &Keyspace,
+    path: &str,
+    id: &str,
+) -> Result<Vec<Shown>, Transient> {
+    let mut shown = Vec::with_capacity(3);
+    for (name, key) in keys.records_of(path, id) {
+        let value = store.get(&key, None).await?.map(|s| s.value);
+        let removed = match (&value, name) {
+            (None, "job_state") => last_job_state(store, keys, path, id).await?,
+            _ => None,
+        };
+        shown.push(Shown {
+            name,
+            key,
+            value,
+            removed,
+        });
+    }
+    Ok(shown)
+}
+
+/// The job_state record's order key is written in the same transaction as the record and
+/// outlives it, so its `mod_revision` is the revision at which the last record was written.
+async fn last_job_state(
+    store: &Store,
+    keys: &Keyspace,
+    path: &str,
+    id: &str,
+) -> Result<Option<(i64, Vec<u8>)>, Transient> {
+    let Some(order) = store.get(&keys.job_state_order(path, id), None).await? else {
+        return Ok(None);
+    };
+    let key = keys.job_state(path, id);
+    // A compacted revision is an error from etcd; history is a courtesy, so say nothing.
+    Ok(store
+        .get(&key, Some(order.mod_revision))
+        .await
+        .ok()
+        .flatten()
+        .map(|s| (order.mod_revision, s.value)))
+}
