@@ -80,8 +80,13 @@ async fn three_stage_processes_produce_the_seed_records() {
         shown.contains(std::str::from_utf8(SEED_STATE).unwrap()),
         "{shown}"
     );
+    // job_state was removed by wrap; show prints its last value from etcd's history.
     assert!(
-        shown.contains("job_state: ") && shown.contains("(absent)"),
+        shown.contains("(absent: removed when the job finished"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(std::str::from_utf8(SEED_JOB_STATE).unwrap()),
         "{shown}"
     );
 
