@@ -21,6 +21,14 @@ use serde_json::ser::{CharEscape, Formatter, Serializer};
 
 /// Serializes `value` exactly as Python's `json.dumps(value)` would.
 ///
+/// ```
+/// let value: serde_json::Value = serde_json::from_str(r#"{"b": [1e-5, 0.1], "a": "café"}"#).unwrap();
+/// assert_eq!(
+///     heat_pipeline::pyjson::to_string(&value).unwrap(),
+///     r#"{"b": [1e-05, 0.1], "a": "caf\u00e9"}"#
+/// );
+/// ```
+///
 /// Fails only for a number that Python would print as `Infinity` or `NaN`: those are not
 /// JSON, and no reader of the records could parse them.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
