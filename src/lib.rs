@@ -26,3 +26,4 @@ pub mod runner;
 pub mod show;
 pub mod stages;
 pub mod store;
+pub mod strict_json;

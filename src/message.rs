@@ -109,6 +109,9 @@ impl HeatResult {
     /// Decodes and validates a message body.
     pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
         let raw: RawHeatResult = decode_json(body)?;
+        if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
+            return Err(Rejection::invalid(duplicate));
+        }
         raw.job.validate()?;
         let stack = match raw.stack {
             None | Some(Value::Null) => None,
@@ -262,6 +265,16 @@ mod tests {
                 br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x"}}"#,
                 RejectKind::InvalidMessage,
                 "missing field `stack_status`",
+            ),
+            (
+                br#"{"job": {"action": "delete", "action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}}"#,
+                RejectKind::InvalidMessage,
+                "job: duplicate field `action`",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x", "stack_status": "CREATE_COMPLETE", "outputs": [{"output_key": "a", "output_key": "b"}]}}"#,
+                RejectKind::InvalidMessage,
+                "duplicate key stack.outputs[0].output_key",
             ),
             (
                 br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x", "stack_status": "CREATE_COMPLETE", "outputs": [1]}}"#,
