@@ -25,6 +25,7 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
+step bash scripts/check-deploy.sh
 # --all-targets does not include doctests. They run first so that the suite's closing
 # line is the full run's.
 step cargo test --doc
