@@ -25,6 +25,9 @@ use crate::store::Store;
 
 pub use session::SessionEnd;
 
+/// How long opening a session (connect, channels, topology) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Settings of a stage runner.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -66,7 +69,14 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
             return;
         }
         attempt += 1;
-        match session::Session::open(&pipeline, name).await {
+        // A broker that accepts TCP but never finishes the handshake must not hang us.
+        let opened =
+            match tokio::time::timeout(OPEN_TIMEOUT, session::Session::open(&pipeline, name)).await
+            {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
+            };
+        match opened {
             Ok(session) => {
                 tracing::info!(stage = %name, url = %redact_url(&pipeline.amqp_url), "consuming");
                 retry.reset();

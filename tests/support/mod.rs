@@ -2,6 +2,7 @@
 //! own `PIPELINE_NAME` and `ETCD_KEY_PREFIX`.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod faults;
 mod services;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +55,8 @@ pub struct TestPipeline {
     pub keys: Keyspace,
     pub topology: Topology,
     pub etcd: Client,
+    /// Per-request etcd timeout of the in-process stages.
+    pub etcd_timeout: Duration,
     connection: Connection,
     pub channel: Channel,
     shutdown: CancellationToken,
@@ -63,7 +66,11 @@ pub struct TestPipeline {
 impl TestPipeline {
     /// Declares the topology but runs no stage (for tests that start processes).
     pub async fn new(test: &str) -> TestPipeline {
-        let services = services().await;
+        TestPipeline::with_services(test, services().await).await
+    }
+
+    /// Like [`TestPipeline::new`], with other services (a private etcd, say).
+    pub async fn with_services(test: &str, services: Services) -> TestPipeline {
         let name = unique_name(test);
         let prefix = format!("/{name}");
         let topology = Topology::new(name.clone(), 20);
@@ -82,6 +89,7 @@ impl TestPipeline {
             prefix,
             topology,
             etcd,
+            etcd_timeout: Duration::from_secs(5),
             connection,
             channel,
             shutdown: CancellationToken::new(),
@@ -97,7 +105,7 @@ impl TestPipeline {
     }
 
     pub async fn start_stages(&mut self, concurrency: u16) {
-        let store = Store::connect(&self.services.etcd_endpoints, Duration::from_secs(5))
+        let store = Store::connect(&self.services.etcd_endpoints, self.etcd_timeout)
             .await
             .unwrap();
         let shared = Arc::new(Pipeline {
@@ -123,6 +131,24 @@ impl TestPipeline {
         ));
         self.runners
             .spawn(runner::run(Wrap { keys }, shared, token));
+    }
+
+    /// Opens a new connection for the test's own use (after a broker restart killed it).
+    pub async fn reconnect(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match amqp::connect(&self.services.amqp_url, "test").await {
+                Ok(connection) => {
+                    self.channel = amqp::confirm_channel(&connection).await.unwrap();
+                    self.connection = connection;
+                    return;
+                }
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "broker still down: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     /// Environment for a `heat-pipeline` child process of this pipeline.

@@ -1,0 +1,255 @@
+//! Faults a production site sees, injected for real: a broker restart, an etcd outage, a
+//! frozen etcd, SIGKILL and SIGTERM of stage processes. Each test ends with a tally of the
+//! final records (and a row for `scripts/chaos.sh` when `CHAOS_REPORT` is set).
+//!
+//! These tests restart shared services, so they run one at a time, and they need the
+//! services on this machine (`rabbitmqctl`, the `etcd` binary): `scripts/setup.sh`.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heat_pipeline::stages::StageName;
+use support::faults::*;
+use support::*;
+use tokio::sync::Mutex;
+
+/// The faults disturb whole services: one test at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
+
+/// `resources` resources, each created at versions 1 to `versions`, published version by
+/// version (as upstream would over time).
+fn workload(prefix: &str, resources: usize, versions: u64) -> (Sent, Vec<Vec<u8>>) {
+    let mut sent = Sent::new();
+    let mut bodies = Vec::new();
+    for version in 1..=versions {
+        for n in 0..resources {
+            let id = format!("{prefix}-{n}");
+            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
+            sent.entry(id).or_default().push(version);
+        }
+    }
+    (sent, bodies)
+}
+
+async fn publish_all(pipeline: &TestPipeline, bodies: &[Vec<u8>]) {
+    for body in bodies {
+        pipeline.publish(body).await;
+    }
+}
+
+/// Waits until at least `count` resources have a /state: the stream is flowing.
+async fn wait_for_progress(pipeline: &TestPipeline, sent: &Sent, count: usize) -> usize {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let tally = pipeline.tally_records(sent).await;
+        if tally.present >= count {
+            return tally.present;
+        }
+        assert!(Instant::now() < deadline, "the pipeline made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally) {
+    report(fault, messages, tally);
+    eprintln!("{fault}: {messages} messages, {tally:?}");
+    assert_eq!(
+        tally.correct,
+        sent.len(),
+        "{fault}: every resource ends at its highest version"
+    );
+    assert_eq!(tally.lost, 0);
+    assert_eq!(
+        tally.dead_lettered, 0,
+        "{fault}: a transient fault never dead-letters"
+    );
+    assert_eq!(
+        tally.duplicated, 0,
+        "{fault}: no /state was written twice for one version"
+    );
+    assert_eq!(
+        tally.leftover_job_state, 0,
+        "{fault}: every finished job's job_state is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    // One message at a time per stage, so that the broker goes down mid-stream.
+    let mut pipeline = TestPipeline::spawn("broker-restart", 1).await;
+    let (sent, bodies) = workload("b", 2000, 1);
+    publish_all(&pipeline, &bodies).await;
+    wait_for_progress(&pipeline, &sent, 10).await;
+
+    let stopped = tokio::task::spawn_blocking(StoppedBroker::stop)
+        .await
+        .unwrap();
+    let done = pipeline.tally_records(&sent).await.present;
+    eprintln!(
+        "broker stopped with {done} of {} resources done",
+        sent.len()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::spawn_blocking(move || stopped.start())
+        .await
+        .unwrap();
+    pipeline.reconnect().await;
+
+    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    assert_nothing_lost("RabbitMQ restart mid-stream", &sent, bodies.len(), &tally);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn an_etcd_outage_pauses_the_stages_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut etcd = PrivateEtcd::start().await;
+    let mut pipeline =
+        TestPipeline::with_services("etcd-outage", etcd.services(&services().await)).await;
+    pipeline.etcd_timeout = Duration::from_secs(1);
+    pipeline.start_stages(16).await;
+    let (sent, bodies) = workload("e", 2000, 1);
+    publish_all(&pipeline, &bodies).await;
+    wait_for_progress(&pipeline, &sent, 50).await;
+
+    etcd.stop();
+    let capture_queue = pipeline.topology.queue(StageName::Capture);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ready_early = pipeline.ready_count(&capture_queue).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let ready_late = pipeline.ready_count(&capture_queue).await;
+    let mut dead_during_outage = 0;
+    for stage in StageName::ALL {
+        dead_during_outage += pipeline
+            .ready_count(&pipeline.topology.dead_queue(stage))
+            .await;
+    }
+    etcd.resume_service().await;
+
+    // Back-pressure: with the store down, capture took no new work (its in-flight messages
+    // waited in their retry loops) and nothing was dead-lettered.
+    assert_eq!(
+        ready_early, ready_late,
+        "capture kept consuming while etcd was down"
+    );
+    assert_eq!(dead_during_outage, 0);
+
+    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    assert_nothing_lost("etcd stopped for 10 s", &sent, bodies.len(), &tally);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn a_frozen_etcd_times_out_as_a_transient_error() {
+    let _serial = SERIAL.lock().await;
+    let etcd = PrivateEtcd::start().await;
+    let mut pipeline =
+        TestPipeline::with_services("etcd-slow", etcd.services(&services().await)).await;
+    pipeline.etcd_timeout = Duration::from_millis(500);
+    pipeline.start_stages(8).await;
+    let (sent, bodies) = workload("slow", 500, 1);
+    publish_all(&pipeline, &bodies).await;
+    wait_for_progress(&pipeline, &sent, 20).await;
+
+    etcd.freeze();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    etcd.thaw();
+
+    let tally = pipeline.settle(&sent, Duration::from_secs(120)).await;
+    assert_nothing_lost(
+        "etcd frozen for 4 s (timeouts)",
+        &sent,
+        bodies.len(),
+        &tally,
+    );
+    pipeline.stop().await;
+}
+
+fn spawn_stage(pipeline: &TestPipeline, stage: &str, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["run", stage, "--concurrency", "8"])
+        .args(extra)
+        .envs(pipeline.env())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start heat-pipeline")
+}
+
+#[tokio::test]
+async fn a_stage_killed_with_sigkill_is_finished_by_another() {
+    let _serial = SERIAL.lock().await;
+    let pipeline = TestPipeline::new("sigkill").await;
+    let capture = spawn_stage(&pipeline, "capture", &[]);
+    let mut normalize = spawn_stage(&pipeline, "normalize", &[]);
+    let mut wrap_a = spawn_stage(&pipeline, "wrap", &[]);
+    let mut wrap_b = spawn_stage(&pipeline, "wrap", &[]);
+
+    let (sent, bodies) = workload("k", 500, 4);
+    publish_all(&pipeline, &bodies).await;
+    wait_for_progress(&pipeline, &sent, 50).await;
+
+    // Kill a wrap (its twin carries on) and capture (restarted), mid-stream.
+    let mut capture = capture;
+    signal(wrap_a.id(), "KILL");
+    signal(capture.id(), "KILL");
+    wrap_a.wait().unwrap();
+    capture.wait().unwrap();
+    let mut capture = spawn_stage(&pipeline, "capture", &[]);
+
+    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    for child in [&mut capture, &mut normalize, &mut wrap_b] {
+        signal(child.id(), "TERM");
+        assert!(child.wait().unwrap().success());
+    }
+    assert_nothing_lost(
+        "SIGKILL of capture and of one of two wraps",
+        &sent,
+        bodies.len(),
+        &tally,
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_under_load_drains_in_time_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let pipeline = TestPipeline::new("sigterm").await;
+    let drain = Duration::from_secs(5);
+    let mut all = spawn_stage(&pipeline, "all", &["--drain-timeout", "5s"]);
+    let (sent, bodies) = workload("t", 2000, 1);
+    publish_all(&pipeline, &bodies).await;
+    wait_for_progress(&pipeline, &sent, 100).await;
+
+    let asked = Instant::now();
+    signal(all.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || all.wait().unwrap())
+        .await
+        .unwrap();
+    let took = asked.elapsed();
+    eprintln!("SIGTERM: exit {status} after {took:?}");
+    assert!(status.success(), "exit 0 after SIGTERM");
+    assert!(
+        took < drain + Duration::from_secs(5),
+        "drained within the deadline ({took:?})"
+    );
+
+    // Whatever it did not finish went back to the queues: a new process finishes it.
+    let mut again = spawn_stage(&pipeline, "all", &[]);
+    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    signal(again.id(), "TERM");
+    assert!(again.wait().unwrap().success());
+    assert_nothing_lost(
+        "SIGTERM under load, then restart",
+        &sent,
+        bodies.len(),
+        &tally,
+    );
+    pipeline.stop().await;
+}

@@ -1,0 +1,310 @@
+//! Fault injection for the fault tests: a private etcd that can be stopped, started and
+//! frozen, a real broker restart, and the tally of what a run ended with.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, GetOptions};
+use heat_pipeline::stages::StageName;
+
+use super::{Services, TestPipeline, PATIENCE};
+
+/// An etcd server of the test's own, on free ports, so that stopping it disturbs nothing
+/// else. Restarts reuse the data directory, as a real restart does.
+pub struct PrivateEtcd {
+    pub endpoint: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn etcd_binary() -> String {
+    let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+    let found = Command::new(&binary)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        found.is_ok_and(|s| s.success()),
+        "the fault tests start their own etcd and need its binary ({binary}): run scripts/setup.sh \
+         (Debian package etcd-server) or set ETCD_BIN"
+    );
+    binary
+}
+
+impl PrivateEtcd {
+    pub async fn start() -> PrivateEtcd {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let data_dir = std::env::temp_dir().join(super::unique_name("etcd"));
+        let mut etcd = PrivateEtcd {
+            endpoint: format!("http://127.0.0.1:{client_port}"),
+            client_port,
+            peer_port,
+            data_dir,
+            child: None,
+        };
+        etcd.resume_service().await;
+        etcd
+    }
+
+    /// Starts the server on the same ports and data directory and waits until it answers.
+    pub async fn resume_service(&mut self) {
+        assert!(self.child.is_none(), "etcd already running");
+        let log = std::fs::File::create(self.data_dir.with_extension("log")).unwrap();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(etcd_binary())
+            .args(["--name", "fault", "--data-dir"])
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &self.endpoint,
+                "--advertise-client-urls",
+                &self.endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("fault={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(mut client) = Client::connect([&self.endpoint], None).await {
+                if client.get("/", None).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd on port {} did not come up",
+                self.client_port
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (SIGTERM, as a service manager would) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("etcd running");
+        signal(child.id(), "TERM");
+        child.wait().unwrap();
+    }
+
+    /// Freezes the server: connections stay open but nothing is answered, like a
+    /// badly overloaded or partitioned etcd.
+    pub fn freeze(&self) {
+        signal(self.child.as_ref().unwrap().id(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.child.as_ref().unwrap().id(), "CONT");
+    }
+
+    /// Services with this etcd in place of the shared one.
+    pub fn services(&self, base: &Services) -> Services {
+        Services {
+            amqp_url: base.amqp_url.clone(),
+            etcd_endpoints: vec![self.endpoint.clone()],
+        }
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl").args(args).output().unwrap_or_else(|e| {
+        panic!("the broker-restart test needs rabbitmqctl of the local RabbitMQ (scripts/setup.sh): {e}")
+    });
+    assert!(output.status.success(), "rabbitmqctl {args:?}: {output:?}");
+}
+
+/// The local RabbitMQ application stopped (`rabbitmqctl stop_app`): the broker closes every
+/// connection; durable queues and persistent messages survive, as in a real restart. It is
+/// started again by [`StoppedBroker::start`], or on drop, so a failing test never leaves the
+/// machine without a broker.
+pub struct StoppedBroker {
+    started: bool,
+}
+
+impl StoppedBroker {
+    pub fn stop() -> StoppedBroker {
+        rabbitmqctl(&["stop_app"]);
+        StoppedBroker { started: false }
+    }
+
+    /// Starts the broker again and waits until it serves.
+    pub fn start(mut self) {
+        self.started = true;
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup"]);
+    }
+}
+
+impl Drop for StoppedBroker {
+    fn drop(&mut self) {
+        if !self.started {
+            let _ = Command::new("rabbitmqctl").arg("start_app").status();
+        }
+    }
+}
+
+/// The end state of a fault test.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Resources with a /state of any version (progress).
+    pub present: usize,
+    /// Resources whose /state holds the highest version published, with the right content.
+    pub correct: usize,
+    /// Resources without a /state, or with an older version than the highest.
+    pub lost: usize,
+    /// Messages in the dead-letter queues.
+    pub dead_lettered: usize,
+    /// /state records written more often than there were versions to write.
+    pub duplicated: usize,
+    /// job_state records left behind although their job finished.
+    pub leftover_job_state: usize,
+}
+
+/// Published results: resource id → every version sent for it.
+pub type Sent = BTreeMap<String, Vec<u64>>;
+
+impl TestPipeline {
+    /// Reads the end state of every resource in `sent`, dead letters included.
+    pub async fn tally(&self, sent: &Sent) -> Tally {
+        let mut tally = self.tally_records(sent).await;
+        for stage in StageName::ALL {
+            tally.dead_lettered +=
+                self.ready_count(&self.topology.dead_queue(stage)).await as usize;
+        }
+        tally
+    }
+
+    /// [`TestPipeline::tally`] from etcd alone (works while the broker is down).
+    pub async fn tally_records(&self, sent: &Sent) -> Tally {
+        let mut kv = self.etcd.kv_client();
+        let state_prefix = self.keys.state("ports", "");
+        let response = kv
+            .get(state_prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .unwrap();
+        let mut tally = Tally::default();
+        let mut found = BTreeMap::new();
+        for item in response.kvs() {
+            let id = item
+                .key_str()
+                .unwrap()
+                .trim_start_matches(&state_prefix)
+                .to_string();
+            found.insert(id, (item.value().to_vec(), item.version()));
+        }
+        for (id, versions) in sent {
+            let highest = *versions.iter().max().unwrap();
+            match found.get(id) {
+                Some((value, writes)) => {
+                    tally.present += 1;
+                    let state: serde_json::Value = serde_json::from_slice(value).unwrap();
+                    let outputs = state["state"]["heat_outputs"].as_str().unwrap();
+                    let right = state["version"] == highest
+                        && state["state"]["worker_state"] == "CREATE_COMPLETED"
+                        && outputs.contains(&format!("\"output_value\": {highest},"));
+                    if right {
+                        tally.correct += 1;
+                    } else {
+                        tally.lost += 1;
+                    }
+                    let mut distinct = versions.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if *writes as usize > distinct.len() {
+                        tally.duplicated += 1;
+                    }
+                }
+                None => tally.lost += 1,
+            }
+        }
+        let job_state_prefix = self.keys.job_state("ports", "");
+        let response = kv
+            .get(
+                job_state_prefix.as_str(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
+            .await
+            .unwrap();
+        tally.leftover_job_state = response.count() as usize;
+        tally
+    }
+
+    /// Waits until every resource in `sent` is correct (or the patience runs out), then
+    /// returns the tally either way, so the test can report before it asserts.
+    pub async fn settle(&self, sent: &Sent, patience: Duration) -> Tally {
+        let deadline = Instant::now() + patience;
+        loop {
+            let tally = self.tally_records(sent).await;
+            if tally.correct == sent.len() && tally.leftover_job_state == 0
+                || Instant::now() > deadline
+            {
+                return self.tally(sent).await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Appends a row to the chaos report (`CHAOS_REPORT`, one JSON object per line) when set.
+pub fn report(fault: &str, sent_messages: usize, tally: &Tally) {
+    let Ok(path) = std::env::var("CHAOS_REPORT") else {
+        return;
+    };
+    let row = serde_json::json!({
+        "fault": fault,
+        "sent": sent_messages,
+        "correct": tally.correct,
+        "lost": tally.lost,
+        "dead_lettered": tally.dead_lettered,
+        "duplicated": tally.duplicated,
+        "leftover_job_state": tally.leftover_job_state,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{row}").unwrap();
+}
