@@ -14,6 +14,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod dlq;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
