@@ -163,7 +163,19 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let kind = if e.inner().is_data() {
+        // serde_json's own classification is unreliable here (with arbitrary_precision a
+        // number where a string belongs reads as a syntax error), so ask the question
+        // directly: does the body parse as JSON (valid UTF-8, not too deep)?
+        let too_deep = e
+            .inner()
+            .to_string()
+            .starts_with("recursion limit exceeded");
+        if too_deep {
+            let detail = format!("nested too deeply: {}", e.inner());
+            return Rejection::new(RejectKind::MalformedJson, detail);
+        }
+        let is_json = serde_json::from_slice::<Value>(body).is_ok();
+        let kind = if is_json {
             RejectKind::InvalidMessage
         } else {
             RejectKind::MalformedJson

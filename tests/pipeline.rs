@@ -342,3 +342,76 @@ async fn a_record_over_the_size_limit_is_dead_lettered() {
     );
     pipeline.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_input_is_dead_lettered_with_a_reason_and_never_crashes_a_stage() {
+    let pipeline = TestPipeline::spawn("hostile", 4).await;
+    let job = r#""job": {"action": "create", "resource_type": "port", "resource_id": "h", "version": 1, "tenant_id": "t"}"#;
+    let deep = format!(
+        r#"{{{job}, "stack": {{"stack_name": "s", "stack_status": "CREATE_COMPLETE", "outputs": [{{"output_value": {}{}}}]}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let twenty_mb = serde_json::to_vec(&serde_json::json!({
+        "job": {"action": "create", "resource_type": "port", "resource_id": "h", "version": 1, "tenant_id": "t"},
+        "stack": {"stack_name": "s", "stack_status": "CREATE_COMPLETE",
+                  "outputs": [{"output_key": "blob", "output_value": "y".repeat(20 * 1024 * 1024)}]}
+    }))
+    .unwrap();
+    let mut non_utf8 = format!(r#"{{{job}, "stack": {{"stack_name": "s", "stack_status": "CREATE_COMPLETE", "stack_status_reason": "X"}}}}"#).into_bytes();
+    let at = non_utf8.iter().rposition(|b| *b == b'X').unwrap();
+    non_utf8[at] = 0xff;
+
+    let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("nested 10,000 deep", deep.into_bytes(), "malformed_json"),
+        ("20 MB body", twenty_mb, "record_too_large"),
+        ("non-UTF-8 inside a string", non_utf8, "malformed_json"),
+        (
+            "wrong types everywhere",
+            br#"{"job": {"action": 1, "resource_type": [], "resource_id": {}, "version": "one", "tenant_id": null}, "stack": 7}"#.to_vec(),
+            "invalid_message",
+        ),
+        (
+            "negative version",
+            br#"{"job": {"action": "delete", "resource_type": "port", "resource_id": "h", "version": -3, "tenant_id": "t"}}"#.to_vec(),
+            "invalid_message",
+        ),
+        (
+            "non-integer version",
+            br#"{"job": {"action": "delete", "resource_type": "port", "resource_id": "h", "version": 2.5, "tenant_id": "t"}}"#.to_vec(),
+            "invalid_message",
+        ),
+        (
+            "duplicate keys",
+            format!(r#"{{{job}, "stack": {{"stack_name": "s", "stack_status": "CREATE_COMPLETE", "stack_status": "CREATE_FAILED"}}}}"#).into_bytes(),
+            "invalid_message",
+        ),
+    ];
+    for (_, body, _) in &hostile {
+        pipeline.publish(body).await;
+    }
+    pipeline.publish(SEED_INPUT).await;
+    pipeline.wait_for_state(SEED_ID, 1).await;
+
+    let letters = pipeline
+        .take_dead_letters(StageName::Capture, hostile.len())
+        .await;
+    for (what, body, class) in &hostile {
+        let letter = letters
+            .iter()
+            .find(|l| &l.body == body)
+            .unwrap_or_else(|| panic!("{what}: no dead letter"));
+        assert_eq!(
+            letter.class.as_deref(),
+            Some(*class),
+            "{what}: {:?}",
+            letter.reason
+        );
+        assert!(!letter.reason.as_deref().unwrap_or("").is_empty(), "{what}");
+    }
+    assert_eq!(
+        pipeline.get(&pipeline.keys.heat_stack("ports", "h")).await,
+        None
+    );
+    pipeline.stop().await;
+}
