@@ -55,7 +55,7 @@ async fn wait_for_progress(pipeline: &TestPipeline, sent: &Sent, count: usize) -
 }
 
 fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally) {
-    report(fault, messages, tally);
+    report(fault, messages, sent.len(), tally);
     eprintln!("{fault}: {messages} messages, {tally:?}");
     assert_eq!(
         tally.correct,

@@ -288,13 +288,14 @@ impl TestPipeline {
 }
 
 /// Appends a row to the chaos report (`CHAOS_REPORT`, one JSON object per line) when set.
-pub fn report(fault: &str, sent_messages: usize, tally: &Tally) {
+pub fn report(fault: &str, sent_messages: usize, resources: usize, tally: &Tally) {
     let Ok(path) = std::env::var("CHAOS_REPORT") else {
         return;
     };
     let row = serde_json::json!({
         "fault": fault,
         "sent": sent_messages,
+        "resources": resources,
         "correct": tally.correct,
         "lost": tally.lost,
         "dead_lettered": tally.dead_lettered,
