@@ -4,10 +4,15 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use std::fmt;
+
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use crate::secrets::{Secret, TlsPem};
 use crate::stages::StageName;
 
 /// Names of the exchanges and queues of one pipeline (design section 4).
@@ -130,12 +135,137 @@ pub fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
 
+/// How to reach RabbitMQ: the URL (`AMQP_URL`), a password that replaces the URL's
+/// (`AMQP_PASSWORD_FILE`) and, for `amqps://`, the CA and client certificate. It prints (with
+/// `{}` and `{:?}`) as the URL with its password masked.
+#[derive(Clone)]
+pub struct AmqpConfig {
+    url: String,
+    password: Option<Secret>,
+    tls: Option<TlsPem>,
+}
+
+impl AmqpConfig {
+    /// A URL as it is: its own password, and for `amqps://` the system's CA roots.
+    pub fn new(url: impl Into<String>) -> AmqpConfig {
+        AmqpConfig {
+            url: url.into(),
+            password: None,
+            tls: None,
+        }
+    }
+
+    /// Replaces the URL's password.
+    pub fn with_password(mut self, password: Secret) -> AmqpConfig {
+        self.password = Some(password);
+        self
+    }
+
+    /// The CA (instead of the system's roots) and client certificate for `amqps://`.
+    pub fn with_tls(mut self, tls: TlsPem) -> AmqpConfig {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The URL with its password masked, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Whether the URL itself carries a password (`amqp://user:password@host`).
+    pub fn url_has_password(&self) -> bool {
+        userinfo(&self.url).is_some_and(|u| u.contains(':'))
+    }
+
+    /// The URL parsed, with the password put in. Errors never show the password.
+    pub fn uri(&self) -> Result<AMQPUri, String> {
+        let mut uri = self.url.parse::<AMQPUri>().map_err(|e| {
+            // Unparsed, a password cannot be told from the rest: show no URL with an '@'.
+            let shown = if self.url.contains('@') {
+                "(not shown: it may hold a password)".to_string()
+            } else {
+                format!("{:?}", self.url)
+            };
+            let e = e.replace(&self.url, "...");
+            format!("AMQP_URL {shown} is not a valid AMQP URL: {e}")
+        })?;
+        if let Some(password) = &self.password {
+            if userinfo(&self.url).is_none_or(|u| u.split(':').next() == Some("")) {
+                return Err(format!(
+                    "AMQP_PASSWORD_FILE is set but AMQP_URL {} names no user \
+                     (amqp://USER@host/...)",
+                    self.redacted_url()
+                ));
+            }
+            uri.authority.userinfo.password = password.expose().to_string();
+        }
+        if uri.scheme != lapin::uri::AMQPScheme::AMQPS && self.tls.is_some() {
+            return Err(format!(
+                "AMQP_CA_FILE, AMQP_CERT_FILE or AMQP_KEY_FILE is set but AMQP_URL {} is not \
+                 amqps://",
+                self.redacted_url()
+            ));
+        }
+        Ok(uri)
+    }
+
+    fn tls_config(&self) -> OwnedTLSConfig {
+        let Some(tls) = &self.tls else {
+            return OwnedTLSConfig::default();
+        };
+        OwnedTLSConfig {
+            identity: tls.identity.as_ref().map(|id| OwnedIdentity::PKCS8 {
+                pem: id.cert.as_bytes().to_vec(),
+                key: id.key.expose().as_bytes().to_vec(),
+            }),
+            cert_chain: tls.ca.clone(),
+        }
+    }
+}
+
+impl From<&str> for AmqpConfig {
+    fn from(url: &str) -> AmqpConfig {
+        AmqpConfig::new(url)
+    }
+}
+
+impl From<String> for AmqpConfig {
+    fn from(url: String) -> AmqpConfig {
+        AmqpConfig::new(url)
+    }
+}
+
+impl fmt::Display for AmqpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted_url())
+    }
+}
+
+impl fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &self.redacted_url())
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// The `user:password` part of a URL, if any.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| &authority[..at])
+}
+
 /// Opens a connection named after its role, so the broker's management view says who it is.
-pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
+pub async fn connect(broker: &AmqpConfig, role: &str) -> Result<Connection, lapin::Error> {
     let name = format!("heat-pipeline {role} pid {}", std::process::id());
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(name.into_bytes()));
-    Connection::connect(url, properties).await
+    let uri = broker.uri().map_err(std::io::Error::other)?;
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connect_uri_with_config(uri, properties, broker.tls_config(), runtime).await
 }
 
 /// Opens a channel with publisher confirms on.
@@ -230,6 +360,79 @@ mod tests {
         );
         assert_eq!(redact_url("amqp://host:5672"), "amqp://host:5672");
         assert_eq!(redact_url("amqps://u@host"), "amqps://u@host");
+    }
+
+    #[test]
+    fn a_config_never_prints_its_password() {
+        let config = AmqpConfig::new("amqps://app:url-secret@rabbit:5671/%2f")
+            .with_password(Secret::new("file-secret"));
+        assert_eq!(config.to_string(), "amqps://app:****@rabbit:5671/%2f");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        // Not even when the URL cannot be parsed.
+        let error = AmqpConfig::new("amqp:app:url-secret@rabbit")
+            .uri()
+            .unwrap_err();
+        assert!(!error.contains("url-secret"), "{error}");
+    }
+
+    #[test]
+    fn a_password_file_replaces_the_urls_password() {
+        let uri = AmqpConfig::new("amqp://app@rabbit/vhost")
+            .with_password(Secret::new("p@ss:word/"))
+            .uri()
+            .unwrap();
+        assert_eq!(uri.authority.userinfo.username, "app");
+        assert_eq!(uri.authority.userinfo.password, "p@ss:word/");
+        assert_eq!(uri.vhost, "vhost");
+        let uri = AmqpConfig::new("amqp://app:old@rabbit/")
+            .with_password(Secret::new("new"))
+            .uri()
+            .unwrap();
+        assert_eq!(uri.authority.userinfo.password, "new");
+
+        let error = AmqpConfig::new("amqp://rabbit/")
+            .with_password(Secret::new("pw"))
+            .uri()
+            .unwrap_err();
+        assert!(error.contains("names no user"), "{error}");
+        assert!(AmqpConfig::new("amqp://u:p@h/").url_has_password());
+        assert!(!AmqpConfig::new("amqp://u@h/").url_has_password());
+        assert!(!AmqpConfig::new("amqp://h/x:y@z").url_has_password());
+    }
+
+    #[test]
+    fn tls_material_goes_to_lapin_as_pem() {
+        let (cert, key) = crate::secrets::tests::self_signed();
+        let tls = TlsPem {
+            ca: Some(cert.clone()),
+            identity: Some(crate::secrets::ClientIdentity {
+                cert: cert.clone(),
+                key: Secret::new(key.clone()),
+            }),
+        };
+        let config = AmqpConfig::new("amqps://app@rabbit/").with_tls(tls.clone());
+        assert!(config.uri().is_ok());
+        let owned = config.tls_config();
+        assert_eq!(owned.cert_chain.as_deref(), Some(cert.as_str()));
+        match owned.identity {
+            Some(OwnedIdentity::PKCS8 { pem, key: k }) => {
+                assert_eq!(pem, cert.as_bytes());
+                assert_eq!(k, key.as_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            AmqpConfig::new("amqps://h/").tls_config(),
+            OwnedTLSConfig::default()
+        );
+
+        // TLS files with a plain amqp:// URL would silently not be used: refused.
+        let error = AmqpConfig::new("amqp://app@rabbit/")
+            .with_tls(tls)
+            .uri()
+            .unwrap_err();
+        assert!(error.contains("is not amqps://"), "{error}");
     }
 
     #[test]

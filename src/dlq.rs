@@ -116,7 +116,7 @@ pub struct Replayed {
 
 /// Shows up to `limit` dead letters of `stage` and leaves them all in the queue.
 pub async fn list(
-    url: &str,
+    url: &amqp::AmqpConfig,
     topology: &Topology,
     stage: StageName,
     limit: usize,
@@ -147,7 +147,7 @@ pub async fn list(
 /// first is replayed, so a replay that fails again is not picked up a second time.
 /// `dry_run` fetches and describes them, and returns them all to the queue.
 pub async fn replay(
-    url: &str,
+    url: &amqp::AmqpConfig,
     topology: &Topology,
     stage: StageName,
     limit: usize,
@@ -207,7 +207,11 @@ pub async fn replay(
 }
 
 /// How many dead letters `stage` has (ready ones; none are normally unacked).
-pub async fn count(url: &str, topology: &Topology, stage: StageName) -> Result<u32, DlqError> {
+pub async fn count(
+    url: &amqp::AmqpConfig,
+    topology: &Topology,
+    stage: StageName,
+) -> Result<u32, DlqError> {
     let (connection, _channel) = open(url, "dlq count").await?;
     let counted = ready_count(&connection, &topology.dead_queue(stage)).await;
     let _ = connection.close(200, "done".into()).await;
@@ -216,7 +220,11 @@ pub async fn count(url: &str, topology: &Topology, stage: StageName) -> Result<u
 
 /// Deletes every dead letter of `stage` and returns how many there were. Irreversible:
 /// the CLI asks first.
-pub async fn purge(url: &str, topology: &Topology, stage: StageName) -> Result<u32, DlqError> {
+pub async fn purge(
+    url: &amqp::AmqpConfig,
+    topology: &Topology,
+    stage: StageName,
+) -> Result<u32, DlqError> {
     let queue = topology.dead_queue(stage);
     let (connection, channel) = open(url, "dlq purge").await?;
     ready_count(&connection, &queue).await?;
@@ -375,7 +383,7 @@ pub fn preview(body: &[u8]) -> String {
     text
 }
 
-async fn open(url: &str, role: &str) -> Result<(Connection, Channel), DlqError> {
+async fn open(url: &amqp::AmqpConfig, role: &str) -> Result<(Connection, Channel), DlqError> {
     let connection = amqp::connect(url, role).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     Ok((connection, channel))

@@ -24,6 +24,7 @@ pub mod publish;
 pub mod pyjson;
 pub mod records;
 pub mod runner;
+pub mod secrets;
 pub mod show;
 pub mod stages;
 pub mod store;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use heat_pipeline::config::Settings;
 use heat_pipeline::publish;
 use heat_pipeline::runner::{self, Pipeline, RunOptions};
@@ -97,7 +97,13 @@ struct ShowArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Not `Cli::parse()`: the matches also tell where a value came from.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(error) = cli.settings.refuse_secrets_on_command_line(&matches) {
+        let kind = clap::error::ErrorKind::ValueValidation;
+        Cli::command().error(kind, error).exit();
+    }
     init_logging(cli.log_format);
     match dispatch(cli).await {
         Ok(code) => code,
@@ -119,9 +125,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.etcd_endpoints, settings.etcd_timeout).await?;
+    let amqp = settings.amqp_config()?;
+    let store = Store::connect_retrying(&settings.store_config()?).await?;
     let pipeline = Arc::new(Pipeline {
-        amqp_url: settings.amqp_url.clone(),
+        amqp,
         topology: settings.topology(),
         store,
         options: RunOptions {
@@ -176,6 +183,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let amqp = settings.amqp_config()?;
     let mut documents = Vec::new();
     for file in &args.files {
         let (name, content) = if file.as_os_str() == "-" {
@@ -196,7 +204,7 @@ async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Result<ExitCo
     if !args.no_validate {
         publish::validate(&documents)?;
     }
-    let confirmed = publish::publish(&settings.amqp_url, &settings.topology(), &documents)
+    let confirmed = publish::publish(&amqp, &settings.topology(), &documents)
         .await
         .with_context(|| {
             format!(
@@ -216,7 +224,7 @@ async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Result<ExitCo
 }
 
 async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(&settings.etcd_endpoints, settings.etcd_timeout).await?;
+    let store = Store::connect(&settings.store_config()?).await?;
     let records =
         heat_pipeline::show::records(&store, &settings.keyspace(), &args.path, &args.id).await?;
     for record in &records {
@@ -295,9 +303,9 @@ async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<ExitCode> {
     use heat_pipeline::dlq;
     use std::io::{BufRead, Write};
 
-    let url = settings.amqp_url.as_str();
+    let url = &settings.amqp_config()?;
     let topology = settings.topology();
-    let broker = || format!("RabbitMQ {}", heat_pipeline::amqp::redact_url(url));
+    let broker = || format!("RabbitMQ {url}");
     match args.command {
         DlqCommand::List { stage, limit } => {
             let listing = dlq::list(url, &topology, stage, limit)

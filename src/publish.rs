@@ -86,7 +86,7 @@ pub fn validate(documents: &[Document]) -> Result<(), InputError> {
 /// Publishes `documents` to the input exchange, persistent and mandatory, and waits for
 /// every confirm. Returns how many the broker confirmed.
 pub async fn publish(
-    url: &str,
+    url: &amqp::AmqpConfig,
     topology: &Topology,
     documents: &[Document],
 ) -> Result<usize, PublishError> {

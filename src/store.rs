@@ -7,12 +7,98 @@
 
 use std::time::Duration;
 
+use backoff::backoff::Backoff;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KvClient,
+    TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 
 use crate::error::{RejectKind, Rejection, StepError, Transient};
 use crate::plan::{Snapshot, Stored, Write};
+use crate::secrets::{Secret, TlsPem};
+
+/// How to reach etcd: endpoints, request timeout, TLS and credentials. Built from the
+/// settings by `Settings::store_config`; prints without secrets.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub endpoints: Vec<String>,
+    /// Timeout of each request (and of connecting, and of the TLS handshake).
+    pub timeout: Duration,
+    /// CA and client certificate for `https://` endpoints; `None`: the system's roots and no
+    /// client certificate.
+    pub tls: Option<TlsPem>,
+    /// etcd user name and password (etcd's `auth enable`).
+    pub user: Option<EtcdUser>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: Secret,
+}
+
+impl StoreConfig {
+    /// Plain endpoints, no credentials.
+    pub fn new(endpoints: Vec<String>, timeout: Duration) -> StoreConfig {
+        StoreConfig {
+            endpoints,
+            timeout,
+            tls: None,
+            user: None,
+        }
+    }
+
+    fn uses_https(&self) -> bool {
+        self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
+    fn options(&self) -> ConnectOptions {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_timeout(self.timeout)
+            .with_keep_alive(Duration::from_secs(10), self.timeout);
+        if self.uses_https() {
+            let mut tls = TlsOptions::new().timeout(self.timeout);
+            tls = match self.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+                Some(ca) => tls.ca_certificate(Certificate::from_pem(ca)),
+                None => tls.with_native_roots(),
+            };
+            if let Some(identity) = self.tls.as_ref().and_then(|t| t.identity.as_ref()) {
+                tls = tls.identity(Identity::from_pem(&identity.cert, identity.key.expose()));
+            }
+            options = options.with_tls(tls);
+        }
+        if let Some(user) = &self.user {
+            // A token expires (etcd's --auth-token-ttl, 5 min by default) while a stage is
+            // idle; the client then authenticates again by itself.
+            options = options
+                .with_user(user.name.as_str(), user.password.expose())
+                .with_auto_token_refresh(true);
+        }
+        options
+    }
+}
+
+/// Why [`Store::connect`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    /// etcd answered and refused the user name or password: retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
+    /// The settings cannot work: a malformed endpoint, a certificate etcd or we reject.
+    #[error("{0}")]
+    Invalid(String),
+    /// etcd did not answer (down, unreachable, timed out); it may later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ConnectError {
+    /// Whether a retry with the same settings may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConnectError::Unavailable(_))
+    }
+}
 
 /// A cheap-to-clone handle on etcd; clones share one HTTP/2 connection.
 #[derive(Clone)]
@@ -22,23 +108,45 @@ pub struct Store {
 
 impl Store {
     /// Creates the client. etcd-client has no retries of its own, so every request gets
-    /// `timeout`: a request that hangs becomes a [`Transient`] error the caller retries.
-    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Store, Transient> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(10), timeout);
-        let client = Client::connect(endpoints, Some(options))
+    /// `config.timeout`: a request that hangs becomes a [`Transient`] error the caller
+    /// retries.
+    ///
+    /// Without credentials this sends nothing (an unreachable etcd shows at the first
+    /// request). With credentials it authenticates at once, so a wrong password is a
+    /// [`ConnectError::Refused`] here, not a retry loop later.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, ConnectError> {
+        let endpoints = config.endpoints.join(",");
+        if config.user.is_some() && !config.uses_https() {
+            tracing::warn!(%endpoints, "the etcd password is sent without TLS (http://)");
+        }
+        let client = Client::connect(&config.endpoints, Some(config.options()))
             .await
-            .map_err(|e| {
-                Transient(format!(
-                    "cannot connect to etcd at {}: {e}",
-                    endpoints.join(",")
-                ))
-            })?;
+            .map_err(|e| classify_connect_error(&endpoints, config, &e))?;
         Ok(Store {
             kv: client.kv_client(),
         })
+    }
+
+    /// [`Store::connect`], waiting (with backoff, a log line per attempt) while etcd does not
+    /// answer. Returns at once an error no retry can change (refused credentials).
+    pub async fn connect_retrying(config: &StoreConfig) -> Result<Store, ConnectError> {
+        let mut retry = backoff::ExponentialBackoffBuilder::new()
+            .with_initial_interval(Duration::from_millis(200))
+            .with_max_interval(Duration::from_secs(10))
+            .with_max_elapsed_time(None)
+            .build();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            match Store::connect(config).await {
+                Err(error) if error.is_transient() => {
+                    tracing::warn!(attempt, %error, "cannot connect to etcd; retrying");
+                    let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Reads `keys` at one revision (one transaction of range requests).
@@ -106,6 +214,76 @@ impl Store {
             mod_revision: kv.mod_revision(),
         }))
     }
+}
+
+/// Sorts a failure to connect (with credentials: to authenticate) into what a retry can
+/// and cannot change, with the whole cause chain (a TLS failure is a few levels down).
+fn classify_connect_error(
+    endpoints: &str,
+    config: &StoreConfig,
+    error: &etcd_client::Error,
+) -> ConnectError {
+    use tonic::Code;
+    let reason = match error {
+        // Status's Display adds details and metadata; the message and causes are enough.
+        etcd_client::Error::GRpcStatus(status) => error_chain(
+            status.message().to_string(),
+            std::error::Error::source(status),
+        ),
+        other => error_chain(other.to_string(), std::error::Error::source(other)),
+    };
+    let user = config.user.as_ref().map_or("", |u| u.name.as_str());
+    match error {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            // etcd: "authentication failed, invalid user ID or password" (InvalidArgument),
+            // "authentication is not enabled" (FailedPrecondition).
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::Unauthenticated
+            | Code::PermissionDenied => ConnectError::Refused(format!(
+                "etcd at {endpoints} refused the credentials of user {user}: {reason}"
+            )),
+            _ if reason.to_ascii_lowercase().contains("certificate") => {
+                ConnectError::Invalid(format!(
+                    "TLS with etcd at {endpoints} failed (check ETCD_CA_FILE, ETCD_CERT_FILE, \
+                     ETCD_KEY_FILE): {reason}"
+                ))
+            }
+            _ => {
+                // etcd with --client-cert-auth just closes the connection of a client
+                // without a certificate: worth a hint, though it may be a plain outage.
+                let no_identity = config.tls.as_ref().is_none_or(|t| t.identity.is_none());
+                let closed = reason.contains("connection closed")
+                    || reason.to_ascii_lowercase().contains("connection reset");
+                let hint = if config.uses_https() && no_identity && closed {
+                    " (if etcd requires client certificates, set ETCD_CERT_FILE and \
+                     ETCD_KEY_FILE)"
+                } else {
+                    ""
+                };
+                ConnectError::Unavailable(format!(
+                    "cannot connect to etcd at {endpoints}: {reason}{hint}"
+                ))
+            }
+        },
+        // Refused before anything was sent: a malformed endpoint or TLS material.
+        _ => ConnectError::Invalid(format!("cannot connect to etcd at {endpoints}: {reason}")),
+    }
+}
+
+/// An error's message and its sources', `: `-separated, each said once (tonic repeats
+/// itself).
+fn error_chain(message: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut parts = vec![message];
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !parts.iter().any(|part| part.contains(&said)) {
+            parts.retain(|part| !said.contains(part.as_str()));
+            parts.push(said);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// etcd refuses an oversized request with a status no retry can change; everything else

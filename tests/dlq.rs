@@ -177,7 +177,7 @@ async fn a_message_over_the_delivery_limit_shows_as_exhausted_retries() {
         }
     }
 
-    let url = &pipeline.services.amqp_url;
+    let url = &pipeline.services.amqp_url.as_str().into();
     let listing = dlq::list(url, &pipeline.topology, StageName::Capture, 10)
         .await
         .unwrap();
@@ -207,7 +207,7 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
     let pipeline = TestPipeline::spawn("dlq-replay", 2).await;
     pipeline.publish(&mismatch("m-2")).await;
     wait_dead(&pipeline, StageName::Capture, 1).await;
-    let url = &pipeline.services.amqp_url;
+    let url = &pipeline.services.amqp_url.as_str().into();
     let before = dlq::list(url, &pipeline.topology, StageName::Capture, 10)
         .await
         .unwrap();

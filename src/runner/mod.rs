@@ -19,7 +19,7 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{redact_url, Topology};
+use crate::amqp::{AmqpConfig, Topology};
 use crate::stages::Stage;
 use crate::store::Store;
 
@@ -52,7 +52,7 @@ impl Default for RunOptions {
 
 /// What every stage runner of a process shares.
 pub struct Pipeline {
-    pub amqp_url: String,
+    pub amqp: AmqpConfig,
     pub topology: Topology,
     pub store: Store,
     pub options: RunOptions,
@@ -78,7 +78,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
             };
         match opened {
             Ok(session) => {
-                tracing::info!(stage = %name, url = %redact_url(&pipeline.amqp_url), "consuming");
+                tracing::info!(stage = %name, url = %pipeline.amqp, "consuming");
                 retry.reset();
                 attempt = 0;
                 match session
@@ -95,7 +95,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
                 tracing::warn!(
                     stage = %name,
                     attempt,
-                    url = %redact_url(&pipeline.amqp_url),
+                    url = %pipeline.amqp,
                     %error,
                     "cannot open a broker session"
                 );

@@ -40,7 +40,7 @@ impl Session {
         pipeline: &Pipeline,
         stage: StageName,
     ) -> Result<Session, lapin::Error> {
-        let connection = amqp::connect(&pipeline.amqp_url, stage.as_str()).await?;
+        let connection = amqp::connect(&pipeline.amqp, stage.as_str()).await?;
         let consume = connection.create_channel().await?;
         let publish = amqp::confirm_channel(&connection).await?;
         pipeline.topology.declare(&consume).await?;

@@ -15,7 +15,7 @@ use heat_pipeline::keys::Keyspace;
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::runner::{self, Pipeline, RunOptions};
 use heat_pipeline::stages::{Capture, Normalize, StageName, Wrap};
-use heat_pipeline::store::Store;
+use heat_pipeline::store::{Store, StoreConfig};
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -74,7 +74,7 @@ impl TestPipeline {
         let name = unique_name(test);
         let prefix = format!("/{name}");
         let topology = Topology::new(name.clone(), 20);
-        let connection = amqp::connect(&services.amqp_url, "test")
+        let connection = amqp::connect(&services.amqp_url.as_str().into(), "test")
             .await
             .expect("connect to RabbitMQ");
         let channel = amqp::confirm_channel(&connection).await.unwrap();
@@ -105,11 +105,10 @@ impl TestPipeline {
     }
 
     pub async fn start_stages(&mut self, concurrency: u16) {
-        let store = Store::connect(&self.services.etcd_endpoints, self.etcd_timeout)
-            .await
-            .unwrap();
+        let config = StoreConfig::new(self.services.etcd_endpoints.clone(), self.etcd_timeout);
+        let store = Store::connect(&config).await.unwrap();
         let shared = Arc::new(Pipeline {
-            amqp_url: self.services.amqp_url.clone(),
+            amqp: self.services.amqp_url.as_str().into(),
             topology: self.topology.clone(),
             store,
             options: RunOptions {
@@ -137,7 +136,7 @@ impl TestPipeline {
     pub async fn reconnect(&mut self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            match amqp::connect(&self.services.amqp_url, "test").await {
+            match amqp::connect(&self.services.amqp_url.as_str().into(), "test").await {
                 Ok(connection) => {
                     self.channel = amqp::confirm_channel(&connection).await.unwrap();
                     self.connection = connection;
