@@ -1,0 +1,390 @@
+//! The benchmark behind `scripts/bench.sh`: drain throughput, end-to-end latency under a
+//! steady offered load, peak RSS of each pipeline process, and the raw etcd put rate on the
+//! same machine for comparison. It prints figures; it asserts nothing about time.
+//!
+//! `cargo bench --bench pipeline -- --help` lists the knobs. Services come from AMQP_URL and
+//! ETCD_ENDPOINTS; the pipeline is the release binary, started as child processes.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use etcd_client::{Client, DeleteOptions, EventType, WatchOptions};
+use heat_pipeline::amqp::{self, Topology};
+use heat_pipeline::publish::input_properties;
+use heat_pipeline::stages::StageName;
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::Channel;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Parser)]
+#[command(about = "heat-pipeline benchmark (run through scripts/bench.sh)")]
+struct Args {
+    /// Results preloaded before the pipeline starts (drain phase).
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Processes per stage; 0 runs one `run all` process.
+    #[arg(long, default_value_t = 0)]
+    processes: usize,
+    /// --concurrency of each stage, and of the raw etcd put test.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Offered load of the latency phase, in messages per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Length of the latency phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The pipeline binary.
+    #[arg(long, default_value = "target/release/heat-pipeline")]
+    binary: String,
+    /// Passed by `cargo bench`; without it (under `cargo test`) the benchmark does nothing.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if !args.bench {
+        println!("benchmark skipped: run scripts/bench.sh");
+        return;
+    }
+    let amqp_url = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let etcd_endpoints =
+        std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "http://127.0.0.1:2379".into());
+    let name = format!("bench-{}", std::process::id());
+    let prefix = format!("/{name}");
+    let topology = Topology::new(name.clone(), 20);
+    let etcd = Client::connect(etcd_endpoints.split(',').collect::<Vec<_>>(), None)
+        .await
+        .expect("etcd");
+    let connection = amqp::connect(&amqp_url.as_str().into(), "bench")
+        .await
+        .expect("broker");
+    let channel = amqp::confirm_channel(&connection).await.unwrap();
+    topology.declare(&channel).await.unwrap();
+    let template = std::fs::read_to_string("examples/heat_result.port.json").unwrap();
+
+    println!(
+        "heat-pipeline benchmark: {} messages, {}, concurrency {}",
+        args.messages,
+        layout(&args),
+        args.concurrency
+    );
+
+    let put_rate = raw_put_rate(&etcd, &prefix, args.concurrency, Duration::from_secs(5)).await;
+    println!(
+        "raw etcd put rate ({} concurrent, 1.5 KiB values): {put_rate:.0} puts/s",
+        args.concurrency
+    );
+
+    // Drain: preload, then start the pipeline and time until every /state is written.
+    let watcher = StateWatcher::start(&etcd, &prefix).await;
+    let started = Instant::now();
+    publish_batch(
+        &watcher.published,
+        &channel,
+        &topology,
+        &template,
+        "d",
+        0..args.messages,
+        None,
+    )
+    .await;
+    println!(
+        "preloaded {} messages in {:.1} s",
+        args.messages,
+        started.elapsed().as_secs_f64()
+    );
+    let env = [
+        ("AMQP_URL", amqp_url.as_str()),
+        ("ETCD_ENDPOINTS", etcd_endpoints.as_str()),
+        ("PIPELINE_NAME", name.as_str()),
+        ("ETCD_KEY_PREFIX", prefix.as_str()),
+        ("RUST_LOG", "warn"),
+    ];
+    let started = Instant::now();
+    let mut processes = spawn_pipeline(&args, &env);
+    watcher.wait_for_count(args.messages).await;
+    let drain = started.elapsed().as_secs_f64();
+    let drain_rate = args.messages as f64 / drain;
+    println!(
+        "drain: {} messages through all three stages in {drain:.2} s = {drain_rate:.0} msg/s",
+        args.messages
+    );
+    println!(
+        "ratio to the raw etcd put rate / 3 (each message is three writes): {:.2}",
+        drain_rate / (put_rate / 3.0)
+    );
+
+    // Latency under a steady offered load.
+    watcher.reset_latencies();
+    let offered = args.rate as usize * args.seconds as usize;
+    publish_batch(
+        &watcher.published,
+        &channel,
+        &topology,
+        &template,
+        "l",
+        0..offered,
+        Some(args.rate),
+    )
+    .await;
+    watcher.wait_for_count(args.messages + offered).await;
+    let (p50, p99, max) = watcher.latency_percentiles().await;
+    println!(
+        "latency at {} msg/s offered for {} s: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        args.rate, args.seconds
+    );
+
+    for (label, child) in &processes {
+        println!(
+            "peak RSS {label} (pid {}): {:.1} MiB",
+            child.id(),
+            peak_rss_mib(child.id())
+        );
+    }
+    for (_, child) in &mut processes {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for (label, child) in &mut processes {
+        let status = child.wait().unwrap();
+        if !status.success() {
+            println!("warning: {label} exited with {status}");
+        }
+    }
+
+    for stage in StageName::ALL {
+        for queue in [topology.queue(stage), topology.dead_queue(stage)] {
+            let _ = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    for exchange in [topology.exchange().to_string(), topology.dead_exchange()] {
+        let _ = channel
+            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = etcd
+        .kv_client()
+        .delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix()))
+        .await;
+}
+
+fn layout(args: &Args) -> String {
+    if args.processes == 0 {
+        "one `run all` process".into()
+    } else {
+        format!("{} process(es) per stage", args.processes)
+    }
+}
+
+fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<(String, Child)> {
+    let spawn = |stage: &str| {
+        let child = Command::new(&args.binary)
+            .args(["run", stage, "--concurrency", &args.concurrency.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the pipeline (cargo build --release first)");
+        (stage.to_string(), child)
+    };
+    if args.processes == 0 {
+        vec![spawn("all")]
+    } else {
+        let mut all = Vec::new();
+        for stage in ["capture", "normalize", "wrap"] {
+            for _ in 0..args.processes {
+                all.push(spawn(stage));
+            }
+        }
+        all
+    }
+}
+
+/// Publishes results for resources `<tag>-<n>`, confirms awaited in windows of 500; with
+/// `rate`, paced to that many per second.
+async fn publish_batch(
+    published: &Published,
+    channel: &Channel,
+    topology: &Topology,
+    template: &str,
+    tag: &str,
+    range: std::ops::Range<usize>,
+    rate: Option<u64>,
+) {
+    let started = Instant::now();
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    for (i, n) in range.enumerate() {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let id = format!("{tag}-{n}");
+        let body = template.replace("23464cbc-d910-430a-93f7-3776ea07f992", &id);
+        published.lock().unwrap().insert(id, now_ms());
+        channel
+            .basic_publish(
+                topology.exchange().into(),
+                StageName::Capture.routing_key().into(),
+                options,
+                body.as_bytes(),
+                input_properties().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        if i % 500 == 499 && rate.is_none() {
+            channel.wait_for_confirms().await.expect("confirms");
+        }
+    }
+    channel.wait_for_confirms().await.expect("confirms");
+}
+
+/// Puts as fast as `concurrency` tasks can for `length`.
+async fn raw_put_rate(etcd: &Client, prefix: &str, concurrency: usize, length: Duration) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let value = vec![b'x'; 1536];
+    let deadline = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let mut kv = etcd.kv_client();
+        let (done, value, key) = (
+            done.clone(),
+            value.clone(),
+            format!("{prefix}/raw/{worker}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                kv.put(key.as_str(), value.as_slice(), None)
+                    .await
+                    .expect("put");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / length.as_secs_f64()
+}
+
+/// When each resource's input was published (ms since the epoch), by resource id.
+type Published = Arc<std::sync::Mutex<HashMap<String, f64>>>;
+
+/// Watches `/state/` under the prefix: counts new records, and for each one the time from
+/// its input's publish to the watch event (the /state commit plus a local watch delivery).
+struct StateWatcher {
+    queries: mpsc::UnboundedSender<Query>,
+    published: Published,
+}
+
+enum Query {
+    WaitFor(usize, oneshot::Sender<()>),
+    Reset,
+    Percentiles(oneshot::Sender<(f64, f64, f64)>),
+}
+
+impl StateWatcher {
+    async fn start(etcd: &Client, prefix: &str) -> StateWatcher {
+        let key = format!("{prefix}/state/");
+        let mut stream = etcd
+            .watch_client()
+            .watch(key.as_str(), Some(WatchOptions::new().with_prefix()))
+            .await
+            .expect("watch");
+        let published: Published = Arc::default();
+        let times = published.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Query>();
+        tokio::spawn(async move {
+            let mut seen = HashSet::new();
+            let mut latencies: Vec<f64> = Vec::new();
+            let mut waiting: Vec<(usize, oneshot::Sender<()>)> = Vec::new();
+            loop {
+                tokio::select! {
+                    message = stream.message() => {
+                        let Ok(Some(response)) = message else { break };
+                        let now = now_ms();
+                        for event in response.events() {
+                            let Some(kv) = event.kv().filter(|_| event.event_type() == EventType::Put) else { continue };
+                            let id = kv.key_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+                            if let Some(at) = times.lock().unwrap().remove(&id) {
+                                latencies.push(now - at);
+                            }
+                            seen.insert(id);
+                        }
+                    }
+                    query = rx.recv() => match query {
+                        None => break,
+                        Some(Query::WaitFor(count, reply)) => waiting.push((count, reply)),
+                        Some(Query::Reset) => latencies.clear(),
+                        Some(Query::Percentiles(reply)) => {
+                            latencies.sort_by(|a, b| a.total_cmp(b));
+                            let at = |q: f64| {
+                                let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+                                latencies.get(i).copied().unwrap_or(f64::NAN)
+                            };
+                            let _ = reply.send((at(0.5), at(0.99), at(1.0)));
+                        }
+                    }
+                }
+                let (ready, pending): (Vec<_>, Vec<_>) = waiting
+                    .drain(..)
+                    .partition(|(count, _)| seen.len() >= *count);
+                waiting = pending;
+                for (_, reply) in ready {
+                    let _ = reply.send(());
+                }
+            }
+        });
+        StateWatcher {
+            queries: tx,
+            published,
+        }
+    }
+
+    async fn wait_for_count(&self, count: usize) {
+        let (tx, rx) = oneshot::channel();
+        self.queries.send(Query::WaitFor(count, tx)).unwrap();
+        rx.await.unwrap();
+    }
+
+    fn reset_latencies(&self) {
+        self.queries.send(Query::Reset).unwrap();
+    }
+
+    async fn latency_percentiles(&self) -> (f64, f64, f64) {
+        let (tx, rx) = oneshot::channel();
+        self.queries.send(Query::Percentiles(tx)).unwrap();
+        rx.await.unwrap()
+    }
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The process's peak resident set (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
