@@ -14,4 +14,4 @@ cd "$REPO"
 
 eval "export $(bash scripts/setup.sh)"
 cargo build --release --quiet
-cargo bench --quiet --bench pipeline -- --bench "$@"
+cargo bench --quiet --bench pipeline -- "$@"
