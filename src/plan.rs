@@ -55,6 +55,16 @@ pub enum Write {
     Delete { key: String },
 }
 
+impl Write {
+    /// Bytes this operation adds to an etcd request.
+    pub fn size(&self) -> usize {
+        match self {
+            Write::Put { key, value } => key.len() + value.len(),
+            Write::Delete { key } => key.len(),
+        }
+    }
+}
+
 /// What happened to the stage's record; becomes a log field and a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -95,14 +105,7 @@ impl Decision {
     pub fn check_size(&self, max_request_bytes: usize) -> Result<(), Rejection> {
         // Room for the transaction's framing and its compare clauses.
         const OVERHEAD: usize = 4096;
-        let size: usize = self
-            .writes
-            .iter()
-            .map(|w| match w {
-                Write::Put { key, value } => key.len() + value.len(),
-                Write::Delete { key } => key.len(),
-            })
-            .sum();
+        let size: usize = self.writes.iter().map(Write::size).sum();
         if size + OVERHEAD > max_request_bytes {
             return Err(Rejection::new(
                 RejectKind::RecordTooLarge,

@@ -9,8 +9,9 @@ use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
 
+use super::sequencer::Turn;
 use super::session::Session;
-use super::{store_backoff, Pipeline};
+use super::{store_backoff, Worker};
 use crate::amqp::{long_string, publish_confirmed, PublishError};
 use crate::error::{Rejection, StepError};
 use crate::plan::Decision;
@@ -25,24 +26,32 @@ enum Fault {
     Ack(String),
 }
 
+/// A delivery as the consumer loop hands it over.
+pub(super) enum Work<S: Stage> {
+    /// Decoded, with its place in its resource's line.
+    Step(S::Input, Turn),
+    /// Not decodable: dead-letter it.
+    Reject(Rejection),
+}
+
 /// Handles one delivery. Never panics the runner, never drops a delivery silently: it ends
 /// acked (done or dead-lettered), or unacked for the broker to redeliver.
 pub(super) async fn handle<S: Stage>(
-    stage: Arc<S>,
-    pipeline: Arc<Pipeline>,
+    worker: Arc<Worker<S>>,
     session: Arc<Session>,
     delivery: Delivery,
+    work: Work<S>,
 ) {
     let span = tracing::info_span!(
         "message",
-        stage = %stage.name(),
+        stage = %worker.stage.name(),
         tag = delivery.delivery_tag,
         redelivered = delivery.redelivered,
         path = tracing::field::Empty,
         id = tracing::field::Empty,
         version = tracing::field::Empty,
     );
-    let work = process(&*stage, &pipeline, &session, &delivery).instrument(span.clone());
+    let work = process(&worker, &session, &delivery, work).instrument(span.clone());
     let result = tokio::select! {
         // Abandoned (session lost or drain deadline): leave it unacked.
         _ = session.abandon.cancelled() => return,
@@ -55,14 +64,15 @@ pub(super) async fn handle<S: Stage>(
 }
 
 async fn process<S: Stage>(
-    stage: &S,
-    pipeline: &Pipeline,
+    worker: &Worker<S>,
     session: &Session,
     delivery: &Delivery,
+    work: Work<S>,
 ) -> Result<(), Fault> {
-    let input = match stage.decode(&delivery.data) {
-        Ok(input) => input,
-        Err(rejection) => return dead_letter(stage, pipeline, session, delivery, &rejection).await,
+    let stage = &worker.stage;
+    let (input, mut turn) = match work {
+        Work::Step(input, turn) => (input, turn),
+        Work::Reject(rejection) => return dead_letter(worker, session, delivery, &rejection).await,
     };
     let job = stage.job(&input);
     let span = tracing::Span::current();
@@ -70,15 +80,18 @@ async fn process<S: Stage>(
     span.record("id", job.resource_id.as_str());
     span.record("version", job.version);
 
-    let decision = match apply(stage, pipeline, &input).await {
+    turn.wait().await;
+    let decision = match apply(worker, &input).await {
         Ok(decision) => decision,
-        Err(rejection) => return dead_letter(stage, pipeline, session, delivery, &rejection).await,
+        Err(rejection) => return dead_letter(worker, session, delivery, &rejection).await,
     };
+    // The store has the result: the next message of this resource may go.
+    drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
         let properties = forwarded_properties(delivery);
         publish_confirmed(
             &session.publish,
-            pipeline.topology.exchange(),
+            worker.pipeline.topology.exchange(),
             next.routing_key(),
             body,
             properties,
@@ -86,35 +99,32 @@ async fn process<S: Stage>(
         .await?;
     }
     ack(delivery).await?;
-    tracing::info!(outcome = decision.outcome.as_str(), "done");
+    tracing::debug!(outcome = decision.outcome.as_str(), "done");
     Ok(())
 }
 
 /// Reads, decides and commits until the commit finds the snapshot unchanged. Transient
 /// store errors are retried forever (see [`store_backoff`]); only a rejection returns.
-async fn apply<S: Stage>(
-    stage: &S,
-    pipeline: &Pipeline,
-    input: &S::Input,
-) -> Result<Decision, Rejection> {
-    let store = &pipeline.store;
+async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decision, Rejection> {
+    let (stage, store) = (&worker.stage, &worker.store);
+    let max_request_bytes = worker.pipeline.options.max_request_bytes;
     let keys = stage.reads(input);
     let attempt = || async {
         loop {
             let snapshot = store
-                .read(&keys)
+                .read(keys.clone())
                 .await
                 .map_err(|e| backoff::Error::transient(StepError::from(e)))?;
             let decision = stage
                 .decide(input, &snapshot)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
             decision
-                .check_size(pipeline.options.max_request_bytes)
+                .check_size(max_request_bytes)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
             if decision.writes.is_empty() {
                 return Ok(decision);
             }
-            match store.commit(&snapshot, &decision.writes).await {
+            match store.commit(snapshot, decision.writes.clone()).await {
                 Ok(true) => return Ok(decision),
                 // Another process changed these keys since the read: decide again.
                 Ok(false) => tracing::debug!("commit conflict; deciding again"),
@@ -139,8 +149,7 @@ async fn apply<S: Stage>(
 /// Publishes the original message to the stage's dead-letter queue with the reason, then
 /// acks it: the dead letter is the broker's responsibility before the original goes.
 async fn dead_letter<S: Stage>(
-    stage: &S,
-    pipeline: &Pipeline,
+    worker: &Worker<S>,
     session: &Session,
     delivery: &Delivery,
     rejection: &Rejection,
@@ -157,7 +166,7 @@ async fn dead_letter<S: Stage>(
         headers.insert("x-first-failed-at".into(), now.clone());
     }
     for (name, value) in [
-        ("x-stage", long_string(stage.name().as_str())),
+        ("x-stage", long_string(worker.stage.name().as_str())),
         ("x-error-kind", long_string("permanent")),
         ("x-error-class", long_string(rejection.kind.as_str())),
         ("x-error-reason", long_string(&rejection.to_string())),
@@ -177,8 +186,8 @@ async fn dead_letter<S: Stage>(
     let properties = copy_identity(delivery, BasicProperties::default()).with_headers(headers);
     publish_confirmed(
         &session.publish,
-        &pipeline.topology.dead_exchange(),
-        stage.name().as_str(),
+        &worker.pipeline.topology.dead_exchange(),
+        worker.stage.name().as_str(),
         &delivery.data,
         properties,
     )

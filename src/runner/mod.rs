@@ -10,6 +10,7 @@
 //! that leaves it unacked, and the broker redelivers it.
 
 mod delivery;
+mod sequencer;
 mod session;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::{AmqpConfig, Topology};
 use crate::stages::Stage;
-use crate::store::Store;
+use crate::store::{BatchedStore, Store};
 
 pub use session::SessionEnd;
 
@@ -58,10 +59,30 @@ pub struct Pipeline {
     pub options: RunOptions,
 }
 
+/// What one stage's deliveries share in a process: survives reconnects.
+struct Worker<S> {
+    stage: S,
+    pipeline: Arc<Pipeline>,
+    /// The stage's own batcher, so that a batch never mixes stages (normalize and wrap
+    /// touch the same job_state keys).
+    store: BatchedStore,
+    sequencer: Arc<sequencer::Sequencer>,
+}
+
 /// Runs `stage` until `shutdown` is cancelled, then drains and returns.
 pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
-    let stage = Arc::new(stage);
     let name = stage.name();
+    let store = BatchedStore::new(
+        pipeline.store.clone(),
+        pipeline.options.max_request_bytes,
+        usize::from(pipeline.options.concurrency),
+    );
+    let worker = Arc::new(Worker {
+        stage,
+        pipeline: pipeline.clone(),
+        store,
+        sequencer: Arc::default(),
+    });
     let mut retry = reconnect_backoff();
     let mut attempt: u32 = 0;
     loop {
@@ -81,10 +102,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
                 tracing::info!(stage = %name, url = %pipeline.amqp, "consuming");
                 retry.reset();
                 attempt = 0;
-                match session
-                    .consume(stage.clone(), pipeline.clone(), &shutdown)
-                    .await
-                {
+                match session.consume(worker.clone(), &shutdown).await {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Lost(reason) => {
                         tracing::warn!(stage = %name, %reason, "broker session lost; reconnecting");

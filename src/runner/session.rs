@@ -9,7 +9,8 @@ use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{delivery, Pipeline};
+use super::delivery::{self, Work};
+use super::{Pipeline, Worker};
 use crate::amqp;
 use crate::stages::{Stage, StageName};
 
@@ -59,11 +60,11 @@ impl Session {
     /// Consumes until shutdown or a failure, then drains in-flight deliveries.
     pub(super) async fn consume<S: Stage>(
         self,
-        stage: Arc<S>,
-        pipeline: Arc<Pipeline>,
+        worker: Arc<Worker<S>>,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
-        let name = stage.name();
+        let pipeline = &worker.pipeline;
+        let name = worker.stage.name();
         let tag = format!("{name}-{}", std::process::id());
         let mut consumer = match self
             .consume
@@ -88,7 +89,17 @@ impl Session {
                 _ = session.broken.cancelled() => break SessionEnd::Lost("an ack or publish failed".into()),
                 next = consumer.next() => match next {
                     Some(Ok(message)) => {
-                        tasks.spawn(delivery::handle(stage.clone(), pipeline.clone(), session.clone(), message));
+                        // Decoded here, in delivery order, so that each resource's turn is
+                        // taken in that order.
+                        let work = match worker.stage.decode(&message.data) {
+                            Ok(input) => {
+                                let job = worker.stage.job(&input);
+                                let key = format!("{}/{}", job.path(), job.resource_id);
+                                Work::Step(input, worker.sequencer.enter(key))
+                            }
+                            Err(rejection) => Work::Reject(rejection),
+                        };
+                        tasks.spawn(delivery::handle(worker.clone(), session.clone(), message, work));
                     }
                     Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
                     // The broker cancelled the consumer (queue deleted, node down): not the

@@ -17,6 +17,10 @@ use crate::error::{RejectKind, Rejection, StepError, Transient};
 use crate::plan::{Snapshot, Stored, Write};
 use crate::secrets::{Secret, TlsPem};
 
+mod batch;
+
+pub use batch::BatchedStore;
+
 /// How to reach etcd: endpoints, request timeout, TLS and credentials. Built from the
 /// settings by `Settings::store_config`; prints without secrets.
 #[derive(Debug, Clone)]
@@ -151,9 +155,19 @@ impl Store {
 
     /// Reads `keys` at one revision (one transaction of range requests).
     pub async fn read(&self, keys: &[String]) -> Result<Snapshot, Transient> {
-        let gets = keys
+        let mut snapshots = self.read_many(&[keys]).await?;
+        Ok(snapshots.pop().expect("one snapshot per key list"))
+    }
+
+    /// Reads several key lists in one transaction, one snapshot per list.
+    ///
+    /// Reads are serializable (served by the member, no quorum round trip): a stale read
+    /// costs nothing but a retry, because every commit is guarded on the revisions read.
+    pub async fn read_many(&self, key_lists: &[&[String]]) -> Result<Vec<Snapshot>, Transient> {
+        let gets = key_lists
             .iter()
-            .map(|k| TxnOp::get(k.as_str(), None))
+            .flat_map(|keys| keys.iter())
+            .map(|k| TxnOp::get(k.as_str(), Some(GetOptions::new().with_serializable())))
             .collect::<Vec<_>>();
         let response = self
             .kv
@@ -161,31 +175,42 @@ impl Store {
             .txn(Txn::new().and_then(gets))
             .await
             .map_err(|e| Transient(format!("etcd read failed: {e}")))?;
-        let mut snapshot = Snapshot::default();
-        for (key, op) in keys.iter().zip(response.op_responses()) {
-            let TxnOpResponse::Get(get) = op else {
-                return Err(Transient(format!(
-                    "etcd answered a read of {key} with {op:?}"
-                )));
-            };
-            let stored = get.kvs().first().map(|kv| Stored {
-                value: kv.value().to_vec(),
-                mod_revision: kv.mod_revision(),
-            });
-            snapshot.insert(key.clone(), stored);
+        let mut responses = response.op_responses().into_iter();
+        let mut snapshots = Vec::with_capacity(key_lists.len());
+        for keys in key_lists {
+            let mut snapshot = Snapshot::default();
+            for key in keys.iter() {
+                let Some(TxnOpResponse::Get(get)) = responses.next() else {
+                    return Err(Transient(format!("etcd answered a read of {key} oddly")));
+                };
+                let stored = get.kvs().first().map(|kv| Stored {
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                });
+                snapshot.insert(key.clone(), stored);
+            }
+            snapshots.push(snapshot);
         }
-        Ok(snapshot)
+        Ok(snapshots)
     }
 
     /// Applies `writes` only if every key in `snapshot` is as it was read. Returns `false`
     /// when something changed in between (another process got there first).
     pub async fn commit(&self, snapshot: &Snapshot, writes: &[Write]) -> Result<bool, StepError> {
-        let guards = snapshot
-            .guards()
+        self.commit_all(&[(snapshot, writes)]).await
+    }
+
+    /// Applies several decisions in one transaction, all or none: `false` if any snapshot
+    /// changed (the caller then commits them one by one to learn which).
+    pub async fn commit_all(&self, decisions: &[(&Snapshot, &[Write])]) -> Result<bool, StepError> {
+        let guards = decisions
+            .iter()
+            .flat_map(|(snapshot, _)| snapshot.guards())
             .map(|(key, revision)| Compare::mod_revision(key, CompareOp::Equal, revision))
             .collect::<Vec<_>>();
-        let ops = writes
+        let ops = decisions
             .iter()
+            .flat_map(|(_, writes)| writes.iter())
             .map(|w| match w {
                 Write::Put { key, value } => TxnOp::put(key.as_str(), value.as_slice(), None),
                 Write::Delete { key } => TxnOp::delete(key.as_str(), None),

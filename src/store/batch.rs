@@ -1,0 +1,189 @@
+//! Batching of a stage's store reads and commits across its in-flight messages.
+//!
+//! Under load a stage has up to `--concurrency` messages, each wanting one read and one
+//! commit. etcd's cost is mostly per request (a gRPC call, a raft proposal, an fsync), so
+//! whatever is waiting goes out as one transaction. The batching is natural: an idle stage
+//! sends a batch of one at once; a busy one sends large batches while earlier ones are in
+//! flight. The per-message guarantees stay: a combined commit is all-or-none, and when it
+//! fails each decision is committed alone to learn its own answer.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::Store;
+use crate::error::{StepError, Transient};
+use crate::plan::{Snapshot, Write};
+
+/// etcd's default `--max-txn-ops` is 128, for compares and operations alike.
+const MAX_TXN_OPS: usize = 120;
+/// Batches in flight at once per kind; while they are, the next one fills up.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// A stage's handle on the store; cheap to clone. The batching tasks end when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct BatchedStore {
+    reads: mpsc::Sender<ReadRequest>,
+    commits: mpsc::Sender<CommitRequest>,
+}
+
+struct ReadRequest {
+    keys: Vec<String>,
+    reply: oneshot::Sender<Result<Snapshot, Transient>>,
+}
+
+struct CommitRequest {
+    snapshot: Snapshot,
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Result<bool, StepError>>,
+}
+
+impl BatchedStore {
+    /// Starts the batching tasks. `max_bytes` bounds a combined commit (etcd's request
+    /// limit); `capacity` bounds the requests waiting (the stage's concurrency suffices).
+    pub fn new(store: Store, max_bytes: usize, capacity: usize) -> BatchedStore {
+        let (reads, read_rx) = mpsc::channel(capacity.max(1));
+        let (commits, commit_rx) = mpsc::channel(capacity.max(1));
+        tokio::spawn(read_loop(store.clone(), read_rx));
+        tokio::spawn(commit_loop(store, commit_rx, max_bytes));
+        BatchedStore { reads, commits }
+    }
+
+    pub async fn read(&self, keys: Vec<String>) -> Result<Snapshot, Transient> {
+        let (reply, answer) = oneshot::channel();
+        self.reads
+            .send(ReadRequest { keys, reply })
+            .await
+            .map_err(|_| Transient("the store batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Transient("the store batcher dropped a read".into()))?
+    }
+
+    pub async fn commit(&self, snapshot: Snapshot, writes: Vec<Write>) -> Result<bool, StepError> {
+        let (reply, answer) = oneshot::channel();
+        let request = CommitRequest {
+            snapshot,
+            writes,
+            reply,
+        };
+        self.commits
+            .send(request)
+            .await
+            .map_err(|_| Transient("the store batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Transient("the store batcher dropped a commit".into()))?
+    }
+}
+
+/// Collects requests into batches of at most `limit` weight: waits for one, then takes
+/// whatever else is already waiting. A request that does not fit is carried to the next.
+async fn next_batch<T>(
+    rx: &mut mpsc::Receiver<T>,
+    carried: &mut Option<T>,
+    weight: impl Fn(&T) -> usize,
+    limit: usize,
+) -> Option<Vec<T>> {
+    let first = match carried.take() {
+        Some(request) => request,
+        None => rx.recv().await?,
+    };
+    let mut total = weight(&first);
+    let mut batch = vec![first];
+    while let Ok(request) = rx.try_recv() {
+        let w = weight(&request);
+        if total + w > limit {
+            *carried = Some(request);
+            break;
+        }
+        total += w;
+        batch.push(request);
+    }
+    Some(batch)
+}
+
+async fn read_loop(store: Store, mut rx: mpsc::Receiver<ReadRequest>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut carried = None;
+    loop {
+        // Waiting for a slot is what lets the next batch fill up.
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let Some(batch) = next_batch(&mut rx, &mut carried, |r| r.keys.len(), MAX_TXN_OPS).await
+        else {
+            return;
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            let key_lists: Vec<&[String]> = batch.iter().map(|r| r.keys.as_slice()).collect();
+            let result = store.read_many(&key_lists).await;
+            drop(permit);
+            match result {
+                Ok(snapshots) => {
+                    for (request, snapshot) in batch.into_iter().zip(snapshots) {
+                        let _ = request.reply.send(Ok(snapshot));
+                    }
+                }
+                Err(error) => {
+                    for request in batch {
+                        let _ = request.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn commit_loop(store: Store, mut rx: mpsc::Receiver<CommitRequest>, max_bytes: usize) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut carried = None;
+    // Weigh by whichever limit binds first: compares and operations against etcd's
+    // --max-txn-ops, bytes against half its request limit.
+    let weight = |r: &CommitRequest| {
+        let ops = r.snapshot.guards().count().max(r.writes.len());
+        let bytes: usize = r.writes.iter().map(Write::size).sum();
+        ops.max(bytes * MAX_TXN_OPS / (max_bytes / 2).max(1))
+    };
+    loop {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let Some(batch) = next_batch(&mut rx, &mut carried, weight, MAX_TXN_OPS).await else {
+            return;
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit_batch(&store, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One transaction for the batch; if it fails (a snapshot changed, or any error), each
+/// decision is committed alone so that it gets its own answer.
+async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
+    if batch.len() > 1 {
+        let decisions: Vec<(&Snapshot, &[Write])> = batch
+            .iter()
+            .map(|r| (&r.snapshot, r.writes.as_slice()))
+            .collect();
+        if let Ok(true) = store.commit_all(&decisions).await {
+            for request in batch {
+                let _ = request.reply.send(Ok(true));
+            }
+            return;
+        }
+    }
+    let alone = batch.into_iter().map(|request| async move {
+        let result = store.commit(&request.snapshot, &request.writes).await;
+        let _ = request.reply.send(result);
+    });
+    futures_util::future::join_all(alone).await;
+}
