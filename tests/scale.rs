@@ -1,0 +1,98 @@
+//! Scale-out: several processes per stage on one queue each, results for the same resource
+//! arriving shuffled. etcd transactions keep every record at its highest version.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::faults::*;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
+
+/// A deterministic shuffle (xorshift), so a failure can be replayed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[tokio::test]
+async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() {
+    let pipeline = TestPipeline::new("scale").await;
+    let mut processes: Vec<Child> = Vec::new();
+    for stage in ["capture", "normalize", "wrap"] {
+        for _ in 0..3 {
+            let child = Command::new(BIN)
+                .args(["run", stage, "--concurrency", "16"])
+                .envs(pipeline.env())
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start heat-pipeline");
+            processes.push(child);
+        }
+    }
+
+    // 1,000 resources, versions 1 to 5 each, all 5,000 results in one shuffled stream.
+    let mut sent = Sent::new();
+    let mut bodies = Vec::new();
+    for n in 0..1000 {
+        let id = format!("s-{n}");
+        for version in 1..=5 {
+            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
+            sent.entry(id.clone()).or_default().push(version);
+        }
+    }
+    shuffle(&mut bodies, 0x5eed_cafe);
+    for body in &bodies {
+        pipeline.publish(body).await;
+    }
+
+    let tally = pipeline.settle(&sent, Duration::from_secs(240)).await;
+    report(
+        "3 processes per stage, 5 versions shuffled",
+        bodies.len(),
+        sent.len(),
+        &tally,
+    );
+    eprintln!("scale-out: {tally:?}");
+    for child in &mut processes {
+        signal(child.id(), "TERM");
+    }
+    for child in &mut processes {
+        assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    }
+    assert_eq!(tally.correct, 1000, "every /state at version 5");
+    assert_eq!(tally.lost, 0);
+    assert_eq!(tally.dead_lettered, 0);
+    assert_eq!(tally.duplicated, 0);
+    assert_eq!(tally.leftover_job_state, 0);
+
+    // heat_stacks and job_state agree with /state: heat_stacks holds version 5's outputs,
+    // and the order keys say version 5, final.
+    let mut kv = pipeline.etcd.kv_client();
+    for n in (0..1000).step_by(37) {
+        let id = format!("s-{n}");
+        let stack = pipeline
+            .get(&pipeline.keys.heat_stack("ports", &id))
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8(stack)
+                .unwrap()
+                .contains("\"output_value\": 5,"),
+            "{id}"
+        );
+        let order = pipeline.keys.job_state_order("ports", &id);
+        let stored = kv.get(order.as_str(), None).await.unwrap();
+        let value = stored.kvs()[0].value();
+        assert_eq!(value, br#"{"version":5,"phase":"final"}"#, "{id}");
+    }
+    pipeline.stop().await;
+}
