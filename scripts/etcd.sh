@@ -86,6 +86,8 @@ start() {
   # holds etcd's pid even if setsid had to fork.
   # shellcheck disable=SC2016 # $$ and $@ are for the inner bash
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
+    # Without compaction etcd keeps every revision: tests and benchmarks write hundreds
+    # of thousands, and a bloated store made the pipeline 3x slower (docs/SCALING.md).
     "$ETCD_BIN" \
     --name "$NAME" \
     --data-dir "$DATA_DIR" \
@@ -94,6 +96,7 @@ start() {
     --listen-peer-urls "$PEER_URL" \
     --initial-advertise-peer-urls "$PEER_URL" \
     --initial-cluster "$NAME=$PEER_URL" \
+    --auto-compaction-mode periodic --auto-compaction-retention 10m \
     >>"$LOG_FILE" 2>&1 </dev/null &
   # Wait briefly for the pid file the child writes.
   for _ in $(seq 1 50); do
