@@ -27,5 +27,6 @@ pub mod runner;
 pub mod secrets;
 pub mod show;
 pub mod stages;
+pub mod status;
 pub mod store;
 pub mod strict_json;

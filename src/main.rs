@@ -46,6 +46,8 @@ enum Command {
     Show(ShowArgs),
     /// List, replay or purge a stage's dead letters.
     Dlq(DlqArgs),
+    /// Show each stage's waiting messages, consumers and dead letters (exit 1: a queue is missing).
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -121,6 +123,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish(settings, args).await,
         Command::Show(args) => show(settings, args).await,
         Command::Dlq(args) => dlq(settings, args).await,
+        Command::Status(args) => status(settings, args).await,
     }
 }
 
@@ -373,3 +376,40 @@ async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<ExitCode> {
 }
 
 // ---- end of `heat-pipeline dlq` ----
+
+// ---- `heat-pipeline status` (the work is in src/status.rs) ----
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// `text`: a table for people; `json`: one JSON object for scripts.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
+}
+
+async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let url = settings.amqp_config()?;
+    let status = heat_pipeline::status::status(&url, &settings.topology())
+        .await
+        .with_context(|| format!("RabbitMQ {url}"))?;
+    match args.format {
+        StatusFormat::Text => print!("{status}"),
+        StatusFormat::Json => println!("{}", status.to_json()),
+    }
+    let missing = status.missing();
+    if missing.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "missing queue(s): {} (is PIPELINE_NAME right? has a stage process run yet?)",
+        missing.join(", ")
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+// ---- end of `heat-pipeline status` ----
