@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use etcd_client::{Client, DeleteOptions, EventType, WatchOptions};
+use etcd_client::{Client, CompactionOptions, DeleteOptions, EventType, WatchOptions};
 use heat_pipeline::amqp::{self, Topology};
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::stages::StageName;
@@ -41,6 +41,11 @@ struct Args {
     /// The pipeline binary.
     #[arg(long, default_value = "target/release/heat-pipeline")]
     binary: String,
+    /// Use the etcd of ETCD_ENDPOINTS instead of a fresh private one. An etcd that has been
+    /// written to a lot without compaction is much slower, so figures from a shared etcd
+    /// say more about its history than about the pipeline.
+    #[arg(long)]
+    shared_etcd: bool,
     /// Passed by `cargo bench`; without it (under `cargo test`) the benchmark does nothing.
     #[arg(long, hide = true)]
     bench: bool,
@@ -55,8 +60,14 @@ async fn main() {
     }
     let amqp_url = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let etcd_endpoints =
-        std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "http://127.0.0.1:2379".into());
+    let private_etcd = (!args.shared_etcd).then(PrivateEtcd::start);
+    let etcd_endpoints = match &private_etcd {
+        Some(etcd) => etcd.endpoint.clone(),
+        None => std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "http://127.0.0.1:2379".into()),
+    };
+    if private_etcd.is_some() {
+        wait_for_etcd(&etcd_endpoints).await;
+    }
     let name = format!("bench-{}", std::process::id());
     let prefix = format!("/{name}");
     let topology = Topology::new(name.clone(), 20);
@@ -71,10 +82,15 @@ async fn main() {
     let template = std::fs::read_to_string("examples/heat_result.port.json").unwrap();
 
     println!(
-        "heat-pipeline benchmark: {} messages, {}, concurrency {}",
+        "heat-pipeline benchmark: {} messages, {}, concurrency {}, {} etcd",
         args.messages,
         layout(&args),
-        args.concurrency
+        args.concurrency,
+        if args.shared_etcd {
+            "the shared"
+        } else {
+            "a fresh private"
+        }
     );
 
     let put_rate = raw_put_rate(&etcd, &prefix, args.concurrency, Duration::from_secs(5)).await;
@@ -82,6 +98,20 @@ async fn main() {
         "raw etcd put rate ({} concurrent, 1.5 KiB values): {put_rate:.0} puts/s",
         args.concurrency
     );
+    if private_etcd.is_some() {
+        // Drop the put test's history, so the pipeline starts on a small store.
+        let mut kv = etcd.kv_client();
+        let revision = kv
+            .get("/", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        kv.compact(revision, Some(CompactionOptions::new().with_physical()))
+            .await
+            .unwrap();
+    }
 
     // Drain: preload, then start the pipeline and time until every /state is written.
     let watcher = StateWatcher::start(&etcd, &prefix).await;
@@ -387,4 +417,75 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A fresh etcd of the benchmark's own, on free ports, with its data on the same disk as
+/// the repository (not a tmpfs), removed at the end.
+struct PrivateEtcd {
+    endpoint: String,
+    data_dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl PrivateEtcd {
+    fn start() -> PrivateEtcd {
+        let port = |_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (client, peer) = (port(0), port(1));
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let data_dir = std::env::current_dir()
+            .unwrap()
+            .join(format!(".data/bench-etcd-{}", std::process::id()));
+        let child = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
+            .args(["--name", "bench", "--data-dir"])
+            .arg(&data_dir)
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("bench={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd (scripts/setup.sh installs it), or pass --shared-etcd");
+        PrivateEtcd {
+            endpoint,
+            data_dir,
+            child,
+        }
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+async fn wait_for_etcd(endpoint: &str) {
+    for _ in 0..100 {
+        if let Ok(mut client) = Client::connect([endpoint], None).await {
+            if client.get("/", None).await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the benchmark's etcd on {endpoint} did not come up");
 }
