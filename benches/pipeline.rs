@@ -137,6 +137,7 @@ async fn main() {
         ("PIPELINE_NAME", name.as_str()),
         ("ETCD_KEY_PREFIX", prefix.as_str()),
         ("RUST_LOG", "warn"),
+        ("HTTP_ADDR", "127.0.0.1:0"),
     ];
     let started = Instant::now();
     let mut processes = spawn_pipeline(&args, &env);

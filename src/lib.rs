@@ -30,3 +30,4 @@ pub mod stages;
 pub mod status;
 pub mod store;
 pub mod strict_json;
+pub mod telemetry;

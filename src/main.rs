@@ -1,5 +1,6 @@
 //! The `heat-pipeline` command: parses the command line and calls the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use heat_pipeline::publish;
 use heat_pipeline::runner::{self, Pipeline, RunOptions};
 use heat_pipeline::stages::{Capture, Normalize, Wrap};
 use heat_pipeline::store::Store;
+use heat_pipeline::telemetry::{self, health::Health};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,9 @@ enum Command {
     Dlq(DlqArgs),
     /// Show each stage's waiting messages, consumers and dead letters (exit 1: a queue is missing).
     Status(StatusArgs),
+    /// Exit 0 if a running process answers 200 on its readiness URL (container healthchecks;
+    /// the image has no curl).
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -73,6 +78,10 @@ struct RunArgs {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
 
+    /// Where to serve /metrics, /healthz and /readyz (port 0: any free port, logged).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    http_addr: SocketAddr,
+
     /// etcd's --max-request-bytes; larger records are dead-lettered.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
     etcd_max_request_bytes: usize,
@@ -87,6 +96,13 @@ struct PublishArgs {
     /// Publish documents even if they are not valid Heat results (to test dead-lettering).
     #[arg(long)]
     no_validate: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// The URL to ask.
+    #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]
+    url: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,14 +140,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show(settings, args).await,
         Command::Dlq(args) => dlq(settings, args).await,
         Command::Status(args) => status(settings, args).await,
+        Command::Healthcheck(args) => healthcheck(args).await,
     }
 }
 
 async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     let amqp = settings.amqp_config()?;
-    let store = Store::connect_retrying(&settings.store_config()?).await?;
+    let store_config = settings.store_config()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    // Operator endpoints first, so that /healthz answers (and /readyz says why not) while
+    // the stores are still being reached.
+    let health = Arc::new(Health::default());
+    let metrics = telemetry::metrics_handle();
+    telemetry::http::serve(args.http_addr, metrics, health.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("serving HTTP on {}", args.http_addr))?;
+
+    let store = tokio::select! {
+        store = Store::connect_retrying(&store_config) => store?,
+        _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+    };
+    tokio::spawn(health.clone().probe_store(
+        store.clone(),
+        Duration::from_secs(2),
+        shutdown.clone(),
+    ));
     let pipeline = Arc::new(Pipeline {
         amqp,
+        health,
         topology: settings.topology(),
         store,
         options: RunOptions {
@@ -140,8 +178,6 @@ async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
             max_request_bytes: args.etcd_max_request_bytes,
         },
     });
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     let keys = settings.keyspace();
     let mut stages = tokio::task::JoinSet::new();
@@ -413,3 +449,27 @@ async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<ExitCode
 }
 
 // ---- end of `heat-pipeline status` ----
+
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let url = args.url.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        agent.get(&url).call()
+    })
+    .await?;
+    match answer {
+        Ok(response) if response.status() == 200 => Ok(ExitCode::SUCCESS),
+        Ok(response) => {
+            eprintln!("{}: {}", args.url, response.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", args.url);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

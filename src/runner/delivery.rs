@@ -1,7 +1,7 @@
 //! One delivery, from decode to ack.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
@@ -12,10 +12,14 @@ use tracing::Instrument;
 use super::sequencer::Turn;
 use super::session::Session;
 use super::{store_backoff, Worker};
-use crate::amqp::{long_string, publish_confirmed, PublishError};
+use crate::amqp::{header_str, long_string, publish_confirmed, PublishError};
 use crate::error::{Rejection, StepError};
-use crate::plan::Decision;
-use crate::stages::Stage;
+use crate::plan::{Decision, Outcome};
+use crate::stages::{Stage, StageName};
+use crate::telemetry::events::{
+    EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StoreRetried,
+};
+use crate::telemetry::trace::TraceParent;
 
 /// Why a delivery could not be finished; the session is then treated as broken.
 #[derive(Debug, thiserror::Error)]
@@ -42,16 +46,20 @@ pub(super) async fn handle<S: Stage>(
     delivery: Delivery,
     work: Work<S>,
 ) {
+    let _in_flight = InFlight::enter(worker.stage.name());
+    let trace = incoming_trace(&delivery);
     let span = tracing::info_span!(
         "message",
         stage = %worker.stage.name(),
+        trace_id = %trace.trace_id,
+        message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
         tag = delivery.delivery_tag,
         redelivered = delivery.redelivered,
         path = tracing::field::Empty,
         id = tracing::field::Empty,
         version = tracing::field::Empty,
     );
-    let work = process(&worker, &session, &delivery, work).instrument(span.clone());
+    let work = process(&worker, &session, &delivery, work, &trace).instrument(span.clone());
     let result = tokio::select! {
         // Abandoned (session lost or drain deadline): leave it unacked.
         _ = session.abandon.cancelled() => return,
@@ -68,11 +76,15 @@ async fn process<S: Stage>(
     session: &Session,
     delivery: &Delivery,
     work: Work<S>,
+    trace: &TraceParent,
 ) -> Result<(), Fault> {
+    let started = Instant::now();
     let stage = &worker.stage;
     let (input, mut turn) = match work {
         Work::Step(input, turn) => (input, turn),
-        Work::Reject(rejection) => return dead_letter(worker, session, delivery, &rejection).await,
+        Work::Reject(rejection) => {
+            return dead_letter(worker, session, delivery, &rejection, started).await
+        }
     };
     let job = stage.job(&input);
     let span = tracing::Span::current();
@@ -83,12 +95,12 @@ async fn process<S: Stage>(
     turn.wait().await;
     let decision = match apply(worker, &input).await {
         Ok(decision) => decision,
-        Err(rejection) => return dead_letter(worker, session, delivery, &rejection).await,
+        Err(rejection) => return dead_letter(worker, session, delivery, &rejection, started).await,
     };
     // The store has the result: the next message of this resource may go.
     drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
-        let properties = forwarded_properties(delivery);
+        let properties = forwarded_properties(delivery, trace);
         publish_confirmed(
             &session.publish,
             worker.pipeline.topology.exchange(),
@@ -99,7 +111,17 @@ async fn process<S: Stage>(
         .await?;
     }
     ack(delivery).await?;
-    tracing::debug!(outcome = decision.outcome.as_str(), "done");
+    if stage.name() == StageName::Wrap && decision.outcome == Outcome::Written {
+        if let Some(age) = age_since_publish(delivery) {
+            EndToEnd { age }.emit();
+        }
+    }
+    MessageHandled {
+        stage: stage.name(),
+        outcome: decision.outcome,
+        took: started.elapsed(),
+    }
+    .emit();
     Ok(())
 }
 
@@ -127,7 +149,13 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
             match store.commit(snapshot, decision.writes.clone()).await {
                 Ok(true) => return Ok(decision),
                 // Another process changed these keys since the read: decide again.
-                Ok(false) => tracing::debug!("commit conflict; deciding again"),
+                Ok(false) => StoreRetried {
+                    stage: stage.name(),
+                    cause: RetryCause::Conflict,
+                    error: None,
+                    wait: Duration::ZERO,
+                }
+                .emit(),
                 Err(error @ StepError::Rejected(_)) => {
                     return Err(backoff::Error::permanent(error))
                 }
@@ -137,8 +165,15 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
             }
         }
     };
-    let notify =
-        |error: StepError, wait| tracing::warn!(%error, ?wait, "store unavailable; retrying");
+    let notify = |error: StepError, wait| {
+        StoreRetried {
+            stage: stage.name(),
+            cause: RetryCause::Store,
+            error: Some(&error.to_string()),
+            wait,
+        }
+        .emit()
+    };
     match backoff::future::retry_notify(store_backoff(), attempt, notify).await {
         Ok(decision) => Ok(decision),
         Err(StepError::Rejected(rejection)) => Err(rejection),
@@ -153,8 +188,8 @@ async fn dead_letter<S: Stage>(
     session: &Session,
     delivery: &Delivery,
     rejection: &Rejection,
+    started: Instant,
 ) -> Result<(), Fault> {
-    tracing::warn!(kind = rejection.kind.as_str(), reason = %rejection.detail, "dead-lettering");
     let now = long_string(&humantime::format_rfc3339_millis(SystemTime::now()).to_string());
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     let attempts = match headers.inner().get(&ShortString::from("x-delivery-count")) {
@@ -192,7 +227,14 @@ async fn dead_letter<S: Stage>(
         properties,
     )
     .await?;
-    ack(delivery).await
+    ack(delivery).await?;
+    MessageRejected {
+        stage: worker.stage.name(),
+        rejection,
+        took: started.elapsed(),
+    }
+    .emit();
+    Ok(())
 }
 
 async fn ack(delivery: &Delivery) -> Result<(), Fault> {
@@ -204,13 +246,40 @@ async fn ack(delivery: &Delivery) -> Result<(), Fault> {
     }
 }
 
-/// A hand-off keeps the input's identity and headers (publish time, trace context), so one
-/// Heat result can be followed across the stages.
-fn forwarded_properties(delivery: &Delivery) -> BasicProperties {
-    let headers = delivery.properties.headers().clone().unwrap_or_default();
+/// A hand-off keeps the input's identity and headers (publish time), with the trace
+/// context of this hop, so one Heat result can be followed across the stages.
+fn forwarded_properties(delivery: &Delivery, trace: &TraceParent) -> BasicProperties {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("traceparent".into(), long_string(&trace.child().header()));
     copy_identity(delivery, BasicProperties::default())
         .with_content_type("application/json".into())
         .with_headers(headers)
+}
+
+/// The trace this delivery belongs to; a new one if upstream sent none (or a bad one).
+fn incoming_trace(delivery: &Delivery) -> TraceParent {
+    header_str(delivery.properties.headers().as_ref(), "traceparent")
+        .and_then(|h| TraceParent::parse(&h))
+        .unwrap_or_else(TraceParent::start)
+}
+
+/// Time since the input was published, from the `x-published-at-ms` header that
+/// `heat-pipeline publish` (and a well-behaved upstream) sets.
+fn age_since_publish(delivery: &Delivery) -> Option<Duration> {
+    let headers = delivery.properties.headers().as_ref()?;
+    let published = match headers
+        .inner()
+        .get(&ShortString::from("x-published-at-ms"))?
+    {
+        AMQPValue::LongLongInt(ms) => u64::try_from(*ms).ok()?,
+        AMQPValue::LongUInt(ms) => u64::from(*ms),
+        _ => return None,
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(Duration::from_millis(now.saturating_sub(published)))
 }
 
 fn copy_identity(delivery: &Delivery, mut properties: BasicProperties) -> BasicProperties {

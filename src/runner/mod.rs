@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::{AmqpConfig, Topology};
 use crate::stages::Stage;
 use crate::store::{BatchedStore, Store};
+use crate::telemetry::events::Reconnected;
+use crate::telemetry::health::Health;
 
 pub use session::SessionEnd;
 
@@ -54,6 +56,8 @@ impl Default for RunOptions {
 /// What every stage runner of a process shares.
 pub struct Pipeline {
     pub amqp: AmqpConfig,
+    /// Readiness flags shared with `/readyz`.
+    pub health: Arc<Health>,
     pub topology: Topology,
     pub store: Store,
     pub options: RunOptions,
@@ -74,6 +78,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
     let name = stage.name();
     let store = BatchedStore::new(
         pipeline.store.clone(),
+        name,
         pipeline.options.max_request_bytes,
         usize::from(pipeline.options.concurrency),
     );
@@ -83,8 +88,10 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
         store,
         sequencer: Arc::default(),
     });
+    let health = pipeline.health.stage(name);
     let mut retry = reconnect_backoff();
     let mut attempt: u32 = 0;
+    let mut sessions: u64 = 0;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -100,9 +107,20 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
         match opened {
             Ok(session) => {
                 tracing::info!(stage = %name, url = %pipeline.amqp, "consuming");
+                sessions += 1;
+                if sessions > 1 {
+                    Reconnected {
+                        stage: name,
+                        attempt,
+                    }
+                    .emit();
+                }
                 retry.reset();
                 attempt = 0;
-                match session.consume(worker.clone(), &shutdown).await {
+                health.set(true);
+                let end = session.consume(worker.clone(), &shutdown).await;
+                health.set(false);
+                match end {
                     SessionEnd::Shutdown => return,
                     SessionEnd::Lost(reason) => {
                         tracing::warn!(stage = %name, %reason, "broker session lost; reconnecting");

@@ -8,12 +8,15 @@
 //! fails each decision is committed alone to learn its own answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::Store;
 use crate::error::{StepError, Transient};
 use crate::plan::{Snapshot, Write};
+use crate::stages::StageName;
+use crate::telemetry::events::EtcdRequest;
 
 /// etcd's default `--max-txn-ops` is 128, for compares and operations alike.
 const MAX_TXN_OPS: usize = 120;
@@ -42,11 +45,11 @@ struct CommitRequest {
 impl BatchedStore {
     /// Starts the batching tasks. `max_bytes` bounds a combined commit (etcd's request
     /// limit); `capacity` bounds the requests waiting (the stage's concurrency suffices).
-    pub fn new(store: Store, max_bytes: usize, capacity: usize) -> BatchedStore {
+    pub fn new(store: Store, stage: StageName, max_bytes: usize, capacity: usize) -> BatchedStore {
         let (reads, read_rx) = mpsc::channel(capacity.max(1));
         let (commits, commit_rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(read_loop(store.clone(), read_rx));
-        tokio::spawn(commit_loop(store, commit_rx, max_bytes));
+        tokio::spawn(read_loop(store.clone(), stage, read_rx));
+        tokio::spawn(commit_loop(store, stage, commit_rx, max_bytes));
         BatchedStore { reads, commits }
     }
 
@@ -104,7 +107,7 @@ async fn next_batch<T>(
     Some(batch)
 }
 
-async fn read_loop(store: Store, mut rx: mpsc::Receiver<ReadRequest>) {
+async fn read_loop(store: Store, stage: StageName, mut rx: mpsc::Receiver<ReadRequest>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried = None;
     loop {
@@ -121,8 +124,15 @@ async fn read_loop(store: Store, mut rx: mpsc::Receiver<ReadRequest>) {
         let store = store.clone();
         tokio::spawn(async move {
             let key_lists: Vec<&[String]> = batch.iter().map(|r| r.keys.as_slice()).collect();
+            let started = Instant::now();
             let result = store.read_many(&key_lists).await;
             drop(permit);
+            EtcdRequest {
+                stage,
+                op: "read",
+                took: started.elapsed(),
+            }
+            .emit();
             match result {
                 Ok(snapshots) => {
                     for (request, snapshot) in batch.into_iter().zip(snapshots) {
@@ -139,7 +149,12 @@ async fn read_loop(store: Store, mut rx: mpsc::Receiver<ReadRequest>) {
     }
 }
 
-async fn commit_loop(store: Store, mut rx: mpsc::Receiver<CommitRequest>, max_bytes: usize) {
+async fn commit_loop(
+    store: Store,
+    stage: StageName,
+    mut rx: mpsc::Receiver<CommitRequest>,
+    max_bytes: usize,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried = None;
     // Weigh by whichever limit binds first: compares and operations against etcd's
@@ -160,8 +175,15 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<CommitRequest>, max_by
         };
         let store = store.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             commit_batch(&store, batch).await;
             drop(permit);
+            EtcdRequest {
+                stage,
+                op: "commit",
+                took: started.elapsed(),
+            }
+            .emit();
         });
     }
 }

@@ -109,6 +109,7 @@ impl TestPipeline {
         let store = Store::connect(&config).await.unwrap();
         let shared = Arc::new(Pipeline {
             amqp: self.services.amqp_url.as_str().into(),
+            health: Default::default(),
             topology: self.topology.clone(),
             store,
             options: RunOptions {
@@ -158,6 +159,8 @@ impl TestPipeline {
             ("PIPELINE_NAME", self.name.clone()),
             ("ETCD_KEY_PREFIX", self.prefix.clone()),
             ("RUST_LOG", "info".into()),
+            // Many processes at once: each serves its endpoints on a free port.
+            ("HTTP_ADDR", "127.0.0.1:0".into()),
         ]
     }
 

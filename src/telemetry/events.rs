@@ -1,0 +1,196 @@
+//! Named telemetry events. Each one logs and records its metric in one `emit()`, so that a
+//! log line and a metric can never disagree. Labels are low-cardinality: stage, outcome,
+//! rejection class, cause, operation; never a resource id.
+
+use std::time::Duration;
+
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+use crate::error::Rejection;
+use crate::plan::Outcome;
+use crate::stages::StageName;
+
+/// Registers the help text of every metric.
+pub(super) fn describe() {
+    describe_counter!("heat_pipeline_messages_total", "Messages handled, by stage and outcome (written, duplicate, stale, not_final, dead_lettered).");
+    describe_counter!(
+        "heat_pipeline_rejections_total",
+        "Messages dead-lettered, by stage and rejection class."
+    );
+    describe_counter!("heat_pipeline_retries_total", "Store steps retried, by stage and cause (store: etcd unavailable or slow; conflict: another process changed the keys).");
+    describe_histogram!(
+        "heat_pipeline_processing_seconds",
+        Unit::Seconds,
+        "Time from delivery to ack, by stage."
+    );
+    describe_histogram!(
+        "heat_pipeline_etcd_request_seconds",
+        Unit::Seconds,
+        "etcd transaction time, by stage and operation (read, commit)."
+    );
+    describe_gauge!(
+        "heat_pipeline_in_flight",
+        "Messages being handled, by stage."
+    );
+    describe_counter!(
+        "heat_pipeline_reconnects_total",
+        "Broker sessions opened again after a loss, by stage."
+    );
+    describe_histogram!(
+        "heat_pipeline_end_to_end_seconds",
+        Unit::Seconds,
+        "Age of a result when wrap wrote its /state, from the publish time in its headers."
+    );
+    describe_gauge!(
+        "heat_pipeline_ready",
+        "1 while the stage is connected to the broker and etcd answers, else 0."
+    );
+}
+
+/// A message finished: acked after its commit and hand-off, or dead-lettered.
+pub struct MessageHandled {
+    pub stage: StageName,
+    pub outcome: Outcome,
+    pub took: Duration,
+}
+
+impl MessageHandled {
+    pub fn emit(self) {
+        tracing::debug!(
+            outcome = self.outcome.as_str(),
+            took_ms = self.took.as_millis() as u64,
+            "done"
+        );
+        let stage = self.stage.as_str();
+        counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => self.outcome.as_str()).increment(1);
+        histogram!("heat_pipeline_processing_seconds", "stage" => stage)
+            .record(self.took.as_secs_f64());
+    }
+}
+
+/// A message was dead-lettered for a permanent reason.
+pub struct MessageRejected<'a> {
+    pub stage: StageName,
+    pub rejection: &'a Rejection,
+    pub took: Duration,
+}
+
+impl MessageRejected<'_> {
+    pub fn emit(self) {
+        tracing::warn!(class = self.rejection.kind.as_str(), reason = %self.rejection.detail, "dead-lettered");
+        let stage = self.stage.as_str();
+        counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => "dead_lettered")
+            .increment(1);
+        counter!("heat_pipeline_rejections_total", "stage" => stage, "class" => self.rejection.kind.as_str()).increment(1);
+        histogram!("heat_pipeline_processing_seconds", "stage" => stage)
+            .record(self.took.as_secs_f64());
+    }
+}
+
+/// Why a store step is tried again.
+#[derive(Debug, Clone, Copy)]
+pub enum RetryCause {
+    /// etcd unavailable or too slow; backing off.
+    Store,
+    /// Another process changed the keys between read and commit; deciding again.
+    Conflict,
+}
+
+pub struct StoreRetried<'a> {
+    pub stage: StageName,
+    pub cause: RetryCause,
+    pub error: Option<&'a str>,
+    pub wait: Duration,
+}
+
+impl StoreRetried<'_> {
+    pub fn emit(self) {
+        let cause = match self.cause {
+            RetryCause::Store => "store",
+            RetryCause::Conflict => "conflict",
+        };
+        match self.cause {
+            RetryCause::Store => {
+                tracing::warn!(error = self.error.unwrap_or(""), wait = ?self.wait, "store unavailable; retrying")
+            }
+            RetryCause::Conflict => tracing::debug!("commit conflict; deciding again"),
+        }
+        counter!("heat_pipeline_retries_total", "stage" => self.stage.as_str(), "cause" => cause)
+            .increment(1);
+    }
+}
+
+/// One etcd transaction (a batch) finished.
+pub struct EtcdRequest {
+    pub stage: StageName,
+    pub op: &'static str,
+    pub took: Duration,
+}
+
+impl EtcdRequest {
+    pub fn emit(self) {
+        histogram!("heat_pipeline_etcd_request_seconds", "stage" => self.stage.as_str(), "op" => self.op)
+            .record(self.took.as_secs_f64());
+    }
+}
+
+/// Counts a message in flight for as long as it lives.
+pub struct InFlight {
+    stage: StageName,
+}
+
+impl InFlight {
+    pub fn enter(stage: StageName) -> InFlight {
+        gauge!("heat_pipeline_in_flight", "stage" => stage.as_str()).increment(1.0);
+        InFlight { stage }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!("heat_pipeline_in_flight", "stage" => self.stage.as_str()).decrement(1.0);
+    }
+}
+
+/// A broker session was opened again after a loss.
+pub struct Reconnected {
+    pub stage: StageName,
+    pub attempt: u32,
+}
+
+impl Reconnected {
+    pub fn emit(self) {
+        tracing::info!(stage = %self.stage, attempt = self.attempt, "broker session restored");
+        counter!("heat_pipeline_reconnects_total", "stage" => self.stage.as_str()).increment(1);
+    }
+}
+
+/// wrap wrote a /state: how old the result was.
+pub struct EndToEnd {
+    pub age: Duration,
+}
+
+impl EndToEnd {
+    pub fn emit(self) {
+        histogram!("heat_pipeline_end_to_end_seconds", "stage" => "wrap")
+            .record(self.age.as_secs_f64());
+    }
+}
+
+/// A stage's readiness changed.
+pub struct Readiness {
+    pub stage: StageName,
+    pub ready: bool,
+}
+
+impl Readiness {
+    pub fn emit(self) {
+        gauge!("heat_pipeline_ready", "stage" => self.stage.as_str()).set(if self.ready {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
