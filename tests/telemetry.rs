@@ -222,10 +222,7 @@ async fn the_trace_context_follows_a_result_through_three_processes_in_json_logs
         .collect();
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let mut headers = input_properties()
-        .headers()
-        .clone()
-        .unwrap_or_default();
+    let mut headers = input_properties().headers().clone().unwrap_or_default();
     headers.insert(
         "traceparent".into(),
         amqp::long_string(&format!("00-{trace_id}-00f067aa0ba902b7-01")),
