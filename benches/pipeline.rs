@@ -173,22 +173,24 @@ async fn main() {
         args.rate, args.seconds
     );
 
-    for (label, child) in &processes {
+    print_time_split(&processes);
+    for process in &processes {
         println!(
-            "peak RSS {label} (pid {}): {:.1} MiB",
-            child.id(),
-            peak_rss_mib(child.id())
+            "peak RSS {} (pid {}): {:.1} MiB",
+            process.label,
+            process.child.id(),
+            peak_rss_mib(process.child.id())
         );
     }
-    for (_, child) in &mut processes {
+    for process in &processes {
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &process.child.id().to_string()])
             .status();
     }
-    for (label, child) in &mut processes {
-        let status = child.wait().unwrap();
+    for process in &mut processes {
+        let status = process.child.wait().unwrap();
         if !status.success() {
-            println!("warning: {label} exited with {status}");
+            println!("warning: {} exited with {status}", process.label);
         }
     }
 
@@ -218,16 +220,34 @@ fn layout(args: &Args) -> String {
     }
 }
 
-fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<(String, Child)> {
+/// A pipeline process of the benchmark, with the address of its metrics endpoint.
+struct Process {
+    label: String,
+    http: String,
+    child: Child,
+}
+
+fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<Process> {
     let spawn = |stage: &str| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = format!("127.0.0.1:{port}");
         let child = Command::new(&args.binary)
             .args(["run", stage, "--concurrency", &args.concurrency.to_string()])
+            .args(["--http-addr", &http])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the pipeline (cargo build --release first)");
-        (stage.to_string(), child)
+        Process {
+            label: stage.to_string(),
+            http,
+            child,
+        }
     };
     if args.processes == 0 {
         vec![spawn("all")]
@@ -240,6 +260,77 @@ fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<(String, Child)> {
         }
         all
     }
+}
+
+/// Where the time goes, from the pipeline's own histograms: per stage, the time from
+/// delivery to ack and the etcd transaction times (p50 and p99 from the buckets, so to
+/// bucket precision). The rest of the end-to-end time is spent in the queues and the
+/// broker's delivery.
+fn print_time_split(processes: &[Process]) {
+    let mut text = String::new();
+    for process in processes {
+        if let Ok(mut response) = ureq::get(&format!("http://{}/metrics", process.http)).call() {
+            text.push_str(&response.body_mut().read_to_string().unwrap_or_default());
+        }
+    }
+    println!("where the time goes (pipeline histograms, whole run, bucket precision):");
+    for stage in ["capture", "normalize", "wrap"] {
+        let label = format!("stage=\"{stage}\"");
+        let quantiles = |name: &str, extra: &str| {
+            let (p50, p99) = (
+                bucket_quantile(&text, name, &label, extra, 0.5),
+                bucket_quantile(&text, name, &label, extra, 0.99),
+            );
+            format!("p50 <= {} ms, p99 <= {} ms", ms(p50), ms(p99))
+        };
+        println!(
+            "  {stage:<9} delivery to ack {}; etcd read {}; etcd commit {}",
+            quantiles("heat_pipeline_processing_seconds_bucket", ""),
+            quantiles("heat_pipeline_etcd_request_seconds_bucket", "op=\"read\""),
+            quantiles("heat_pipeline_etcd_request_seconds_bucket", "op=\"commit\""),
+        );
+    }
+}
+
+fn ms(seconds: f64) -> String {
+    if seconds.is_finite() {
+        format!("{:.1}", seconds * 1000.0)
+    } else {
+        "inf".into()
+    }
+}
+
+/// The upper bound of the bucket holding quantile `q`, summed over the processes' samples.
+fn bucket_quantile(text: &str, name: &str, label: &str, extra: &str, q: f64) -> f64 {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label) && l.contains(extra))
+    {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::NAN)
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        match buckets.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, c)) => *c += count,
+            None => buckets.push((bound, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |(_, c)| *c);
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= q * total && total > 0.0)
+        .map_or(f64::NAN, |(b, _)| *b)
 }
 
 /// Publishes results for resources `<tag>-<n>`, confirms awaited in windows of 500; with

@@ -182,6 +182,10 @@ fn every_command_has_help() {
         &["run", "--help"],
         &["publish", "--help"],
         &["show", "--help"],
+        &["status", "--help"],
+        &["dlq", "--help"],
+        &["dlq", "replay", "--help"],
+        &["healthcheck", "--help"],
     ] {
         let output = Command::new(BIN).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
