@@ -155,6 +155,7 @@ async fn main() {
 
     // Latency under a steady offered load.
     watcher.reset_latencies();
+    let before_latency = scrape(&processes);
     let offered = args.rate as usize * args.seconds as usize;
     publish_batch(
         &watcher.published,
@@ -173,7 +174,7 @@ async fn main() {
         args.rate, args.seconds
     );
 
-    print_time_split(&processes);
+    print_time_split(&before_latency, &processes);
     for process in &processes {
         println!(
             "peak RSS {} (pid {}): {:.1} MiB",
@@ -266,14 +267,24 @@ fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<Process> {
 /// delivery to ack and the etcd transaction times (p50 and p99 from the buckets, so to
 /// bucket precision). The rest of the end-to-end time is spent in the queues and the
 /// broker's delivery.
-fn print_time_split(processes: &[Process]) {
+fn scrape(processes: &[Process]) -> String {
     let mut text = String::new();
     for process in processes {
         if let Ok(mut response) = ureq::get(&format!("http://{}/metrics", process.http)).call() {
             text.push_str(&response.body_mut().read_to_string().unwrap_or_default());
         }
     }
-    println!("where the time goes (pipeline histograms, whole run, bucket precision):");
+    text
+}
+
+/// Prints the split of the latency phase: the difference of two scrapes, `before` taken
+/// when the phase started.
+fn print_time_split(before: &str, processes: &[Process]) {
+    let after = scrape(processes);
+    let text = subtract_samples(&after, before);
+    println!(
+        "where the time goes in the latency phase (pipeline histograms, to bucket precision):"
+    );
     for stage in ["capture", "normalize", "wrap"] {
         let label = format!("stage=\"{stage}\"");
         let quantiles = |name: &str, extra: &str| {
@@ -298,6 +309,27 @@ fn ms(seconds: f64) -> String {
     } else {
         "inf".into()
     }
+}
+
+/// `after - before`, sample by sample (histogram buckets are cumulative counters).
+fn subtract_samples(after: &str, before: &str) -> String {
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let series = |line: &str| line.rsplit_once(' ').map(|(s, _)| s.to_string());
+    let earlier: HashMap<String, f64> = before
+        .lines()
+        .filter_map(|l| Some((series(l)?, value(l)?)))
+        .collect();
+    after
+        .lines()
+        .filter_map(|l| {
+            let (name, v) = (series(l)?, value(l)?);
+            Some(format!(
+                "{name} {}",
+                v - earlier.get(&name).copied().unwrap_or(0.0)
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The upper bound of the bucket holding quantile `q`, summed over the processes' samples.
