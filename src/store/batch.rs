@@ -107,7 +107,19 @@ async fn next_batch<T>(
     Some(batch)
 }
 
-async fn read_loop(store: Store, stage: StageName, mut rx: mpsc::Receiver<ReadRequest>) {
+/// Sends batches of requests from `rx` to `execute`, at most [`MAX_IN_FLIGHT`] at once, each
+/// of at most `limit` weight, and times each as one etcd request of kind `op`.
+async fn batch_loop<T, Fut>(
+    stage: StageName,
+    op: &'static str,
+    mut rx: mpsc::Receiver<T>,
+    weight: impl Fn(&T) -> usize,
+    limit: usize,
+    execute: impl Fn(Vec<T>) -> Fut,
+) where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried = None;
     loop {
@@ -117,74 +129,66 @@ async fn read_loop(store: Store, stage: StageName, mut rx: mpsc::Receiver<ReadRe
             .acquire_owned()
             .await
             .expect("never closed");
-        let Some(batch) = next_batch(&mut rx, &mut carried, |r| r.keys.len(), MAX_TXN_OPS).await
-        else {
+        let Some(batch) = next_batch(&mut rx, &mut carried, &weight, limit).await else {
             return;
         };
-        let store = store.clone();
+        let work = execute(batch);
         tokio::spawn(async move {
-            let key_lists: Vec<&[String]> = batch.iter().map(|r| r.keys.as_slice()).collect();
             let started = Instant::now();
-            let result = store.read_many(&key_lists).await;
+            work.await;
             drop(permit);
             EtcdRequest {
                 stage,
-                op: "read",
+                op,
                 took: started.elapsed(),
             }
             .emit();
-            match result {
-                Ok(snapshots) => {
-                    for (request, snapshot) in batch.into_iter().zip(snapshots) {
-                        let _ = request.reply.send(Ok(snapshot));
-                    }
-                }
-                Err(error) => {
-                    for request in batch {
-                        let _ = request.reply.send(Err(error.clone()));
-                    }
-                }
-            }
         });
     }
+}
+
+async fn read_loop(store: Store, stage: StageName, rx: mpsc::Receiver<ReadRequest>) {
+    let weight = |r: &ReadRequest| r.keys.len();
+    batch_loop(stage, "read", rx, weight, MAX_TXN_OPS, move |batch| {
+        read_batch(store.clone(), batch)
+    })
+    .await;
 }
 
 async fn commit_loop(
     store: Store,
     stage: StageName,
-    mut rx: mpsc::Receiver<CommitRequest>,
+    rx: mpsc::Receiver<CommitRequest>,
     max_bytes: usize,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut carried = None;
     // Weigh by whichever limit binds first: compares and operations against etcd's
     // --max-txn-ops, bytes against half its request limit.
-    let weight = |r: &CommitRequest| {
+    let weight = move |r: &CommitRequest| {
         let ops = r.snapshot.guards().count().max(r.writes.len());
         let bytes: usize = r.writes.iter().map(Write::size).sum();
         ops.max(bytes * MAX_TXN_OPS / (max_bytes / 2).max(1))
     };
-    loop {
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let Some(batch) = next_batch(&mut rx, &mut carried, weight, MAX_TXN_OPS).await else {
-            return;
-        };
+    batch_loop(stage, "commit", rx, weight, MAX_TXN_OPS, move |batch| {
         let store = store.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            commit_batch(&store, batch).await;
-            drop(permit);
-            EtcdRequest {
-                stage,
-                op: "commit",
-                took: started.elapsed(),
+        async move { commit_batch(&store, batch).await }
+    })
+    .await;
+}
+
+/// One transaction of range requests for the whole batch; an error goes to every request.
+async fn read_batch(store: Store, batch: Vec<ReadRequest>) {
+    let key_lists: Vec<&[String]> = batch.iter().map(|r| r.keys.as_slice()).collect();
+    match store.read_many(&key_lists).await {
+        Ok(snapshots) => {
+            for (request, snapshot) in batch.into_iter().zip(snapshots) {
+                let _ = request.reply.send(Ok(snapshot));
             }
-            .emit();
-        });
+        }
+        Err(error) => {
+            for request in batch {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
     }
 }
 
