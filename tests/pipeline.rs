@@ -20,17 +20,7 @@ async fn seed_create_writes_the_three_records_byte_for_byte() {
         .unwrap();
 
     pipeline.publish(SEED_INPUT).await;
-    let state = pipeline
-        .wait_for(&pipeline.keys.state("ports", SEED_ID), |_| true)
-        .await;
-    assert_eq!(state, SEED_STATE);
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.heat_stack("ports", SEED_ID))
-            .await
-            .unwrap(),
-        SEED_HEAT_STACKS
-    );
+    pipeline.assert_seed_records().await;
 
     // job_state was written with the seed's bytes, then removed by wrap.
     let mut seen = Vec::new();

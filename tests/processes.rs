@@ -61,17 +61,7 @@ async fn three_stage_processes_produce_the_seed_records() {
     assert!(published.status.success(), "{published:?}");
     assert!(String::from_utf8_lossy(&published.stdout).starts_with("1 of 1 message(s) confirmed"));
 
-    let state = pipeline
-        .wait_for(&pipeline.keys.state("ports", SEED_ID), |_| true)
-        .await;
-    assert_eq!(state, SEED_STATE);
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.heat_stack("ports", SEED_ID))
-            .await
-            .unwrap(),
-        SEED_HEAT_STACKS
-    );
+    pipeline.assert_seed_records().await;
 
     let shown = run(&pipeline, &["show", "ports", SEED_ID]);
     assert!(shown.status.success());

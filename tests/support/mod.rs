@@ -206,6 +206,16 @@ impl TestPipeline {
         }
     }
 
+    /// Waits for the seed's /state and checks it and its heat_stacks record byte for byte.
+    pub async fn assert_seed_records(&self) {
+        let state = self
+            .wait_for(&self.keys.state("ports", SEED_ID), |_| true)
+            .await;
+        assert_eq!(state, SEED_STATE);
+        let stack = self.get(&self.keys.heat_stack("ports", SEED_ID)).await;
+        assert_eq!(stack.as_deref(), Some(SEED_HEAT_STACKS));
+    }
+
     /// Waits until `/state` of `id` in `ports` holds `version`, and returns it.
     pub async fn wait_for_state(&self, id: &str, version: u64) -> serde_json::Value {
         let key = self.keys.state("ports", id);
