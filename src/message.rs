@@ -161,6 +161,11 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::new(RejectKind::MalformedJson, "empty body"));
     }
+    // The fast path: plain serde_json. Tracking the field path costs an allocation per
+    // field, so it is paid only to explain a failure.
+    if let Ok(value) = serde_json::from_slice::<T>(body) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // serde_json's own classification is unreliable here (with arbitrary_precision a
