@@ -68,6 +68,16 @@ async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() 
     for child in &mut processes {
         assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
     }
+    // Every delivery was acked (in batches) before the processes closed their channels:
+    // an unacked one would be back in its queue now.
+    for stage in heat_pipeline::stages::StageName::ALL {
+        let queue = pipeline.topology.queue(stage);
+        assert_eq!(
+            pipeline.ready_count(&queue).await,
+            0,
+            "{queue} has unacked leftovers"
+        );
+    }
     assert_eq!(tally.correct, 1000, "every /state at version 5");
     assert_eq!(tally.lost, 0);
     assert_eq!(tally.dead_lettered, 0);

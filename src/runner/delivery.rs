@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
 use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
@@ -110,7 +109,7 @@ async fn process<S: Stage>(
         )
         .await?;
     }
-    ack(delivery).await?;
+    ack(session, delivery).await?;
     if stage.name() == StageName::Wrap && decision.outcome == Outcome::Written {
         if let Some(age) = age_since_publish(delivery) {
             EndToEnd { age }.emit();
@@ -227,7 +226,7 @@ async fn dead_letter<S: Stage>(
         properties,
     )
     .await?;
-    ack(delivery).await?;
+    ack(session, delivery).await?;
     MessageRejected {
         stage: worker.stage.name(),
         rejection,
@@ -237,13 +236,14 @@ async fn dead_letter<S: Stage>(
     Ok(())
 }
 
-async fn ack(delivery: &Delivery) -> Result<(), Fault> {
-    match delivery.acker.ack(BasicAckOptions::default()).await {
-        Ok(true) => Ok(()),
-        // The channel is gone: nothing was sent, and the broker will redeliver.
-        Ok(false) => Err(Fault::Ack("channel closed before the ack".into())),
-        Err(error) => Err(Fault::Ack(error.to_string())),
-    }
+/// Hands the delivery to the session's ack batcher: from here it is acked with the next
+/// run of finished deliveries, or alone shortly after.
+async fn ack(session: &Session, delivery: &Delivery) -> Result<(), Fault> {
+    session
+        .acks
+        .done(delivery.delivery_tag, delivery.acker.clone())
+        .await
+        .map_err(Fault::Ack)
 }
 
 /// A hand-off keeps the input's identity and headers (publish time), with the trace

@@ -9,6 +9,7 @@
 //! hand-off (or dead letter) was confirmed by the broker. Whatever stops a delivery before
 //! that leaves it unacked, and the broker redelivers it.
 
+mod acks;
 mod delivery;
 mod sequencer;
 mod session;

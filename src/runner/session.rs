@@ -9,6 +9,7 @@ use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::acks::Acks;
 use super::delivery::{self, Work};
 use super::{Pipeline, Worker};
 use crate::amqp;
@@ -27,6 +28,8 @@ pub(super) struct Session {
     /// Cancelled to stop in-flight tasks: the session was lost, or the drain deadline passed.
     /// Their deliveries stay unacked and the broker redelivers them.
     pub(super) abandon: CancellationToken,
+    /// Acks finished deliveries in batches (`multiple`).
+    pub(super) acks: Acks,
 }
 
 /// Why [`Session::consume`] returned.
@@ -48,11 +51,16 @@ impl Session {
         consume
             .basic_qos(pipeline.options.concurrency, BasicQosOptions::default())
             .await?;
+        let broken = CancellationToken::new();
         Ok(Session {
             connection,
             consume,
             publish,
-            broken: CancellationToken::new(),
+            acks: Acks::start(
+                2 * usize::from(pipeline.options.concurrency),
+                broken.clone(),
+            ),
+            broken,
             abandon: CancellationToken::new(),
         })
     }
@@ -131,6 +139,8 @@ impl Session {
         }
         session.abandon.cancel();
         tasks.wait().await;
+        // Every finished delivery is acked before the channel closes; the rest go back.
+        session.acks.finish().await;
         // Closing the channels returns every unacked delivery to the queue.
         let _ = session
             .connection
