@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use heat_pipeline::config::Settings;
 use heat_pipeline::publish;
-use heat_pipeline::runner::{self, Pipeline, RunOptions};
+use heat_pipeline::runner::{self, Pipeline, RunOptions, SharedConnection};
 use heat_pipeline::stages::{Capture, Normalize, Wrap};
 use heat_pipeline::store::Store;
 use heat_pipeline::telemetry::{self, health::Health};
@@ -168,6 +168,7 @@ async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         shutdown.clone(),
     ));
     let pipeline = Arc::new(Pipeline {
+        connection: SharedConnection::new(amqp.clone()),
         amqp,
         health,
         topology: settings.topology(),
@@ -206,6 +207,7 @@ async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
     while let Some(result) = stages.join_next().await {
         result.context("a stage runner panicked")?;
     }
+    pipeline.connection.close().await;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 //! that leaves it unacked, and the broker redelivers it.
 
 mod acks;
+mod connection;
 mod delivery;
 mod sequencer;
 mod session;
@@ -27,6 +28,7 @@ use crate::store::{BatchedStore, Store};
 use crate::telemetry::events::Reconnected;
 use crate::telemetry::health::Health;
 
+pub use connection::SharedConnection;
 pub use session::SessionEnd;
 
 /// How long opening a session (connect, channels, topology) may take.
@@ -57,6 +59,8 @@ impl Default for RunOptions {
 /// What every stage runner of a process shares.
 pub struct Pipeline {
     pub amqp: AmqpConfig,
+    /// One connection for every stage of the process, each with its own channels.
+    pub connection: SharedConnection,
     /// Readiness flags shared with `/readyz`.
     pub health: Arc<Health>,
     pub topology: Topology,
@@ -100,8 +104,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
         attempt += 1;
         // A broker that accepts TCP but never finishes the handshake must not hang us.
         let opened =
-            match tokio::time::timeout(OPEN_TIMEOUT, session::Session::open(&pipeline, name)).await
-            {
+            match tokio::time::timeout(OPEN_TIMEOUT, session::Session::open(&pipeline)).await {
                 Ok(result) => result.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
             };

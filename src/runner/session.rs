@@ -1,4 +1,5 @@
-//! One broker connection of one stage, from open to drain.
+//! One stage's broker session (its two channels on the shared connection), from open to
+//! drain.
 
 use std::sync::Arc;
 
@@ -13,13 +14,14 @@ use super::acks::Acks;
 use super::delivery::{self, Work};
 use super::{Pipeline, Worker};
 use crate::amqp;
-use crate::stages::{Stage, StageName};
+use crate::stages::Stage;
 
 /// A connection with its two channels: deliveries arrive on one, hand-offs and dead
 /// letters leave on the other, with confirms. Separate channels keep a publish back-pressure
 /// from stalling acks.
 pub(super) struct Session {
-    connection: Connection,
+    /// Held so that the connection outlives the session's channels.
+    _connection: Arc<Connection>,
     pub(super) consume: Channel,
     pub(super) publish: Channel,
     /// Cancelled by any task that finds the session broken (an ack or publish failed), so
@@ -40,11 +42,8 @@ pub enum SessionEnd {
 }
 
 impl Session {
-    pub(super) async fn open(
-        pipeline: &Pipeline,
-        stage: StageName,
-    ) -> Result<Session, lapin::Error> {
-        let connection = amqp::connect(&pipeline.amqp, stage.as_str()).await?;
+    pub(super) async fn open(pipeline: &Pipeline) -> Result<Session, lapin::Error> {
+        let connection = pipeline.connection.get().await?;
         let consume = connection.create_channel().await?;
         let publish = amqp::confirm_channel(&connection).await?;
         pipeline.topology.declare(&consume).await?;
@@ -53,7 +52,7 @@ impl Session {
             .await?;
         let broken = CancellationToken::new();
         Ok(Session {
-            connection,
+            _connection: connection,
             consume,
             publish,
             acks: Acks::start(
@@ -141,11 +140,11 @@ impl Session {
         tasks.wait().await;
         // Every finished delivery is acked before the channel closes; the rest go back.
         session.acks.finish().await;
-        // Closing the channels returns every unacked delivery to the queue.
-        let _ = session
-            .connection
-            .close(200, "heat-pipeline closing".into())
-            .await;
+        // Closing the channels returns every unacked delivery to the queue. The connection
+        // stays for the other stages (and the next session).
+        for channel in [&session.consume, &session.publish] {
+            let _ = channel.close(200, "heat-pipeline closing".into()).await;
+        }
         end
     }
 }

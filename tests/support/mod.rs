@@ -13,7 +13,7 @@ use etcd_client::{Client, GetOptions};
 use heat_pipeline::amqp::{self, header_str, Topology};
 use heat_pipeline::keys::Keyspace;
 use heat_pipeline::publish::input_properties;
-use heat_pipeline::runner::{self, Pipeline, RunOptions};
+use heat_pipeline::runner::{self, Pipeline, RunOptions, SharedConnection};
 use heat_pipeline::stages::{Capture, Normalize, StageName, Wrap};
 use heat_pipeline::store::{Store, StoreConfig};
 use lapin::options::{
@@ -61,6 +61,8 @@ pub struct TestPipeline {
     pub channel: Channel,
     shutdown: CancellationToken,
     runners: JoinSet<()>,
+    /// What the in-process stages share, to close its connection at the end.
+    stages: Vec<Arc<Pipeline>>,
 }
 
 impl TestPipeline {
@@ -94,6 +96,7 @@ impl TestPipeline {
             channel,
             shutdown: CancellationToken::new(),
             runners: JoinSet::new(),
+            stages: Vec::new(),
         }
     }
 
@@ -109,6 +112,7 @@ impl TestPipeline {
         let store = Store::connect(&config).await.unwrap();
         let shared = Arc::new(Pipeline {
             amqp: self.services.amqp_url.as_str().into(),
+            connection: SharedConnection::new(self.services.amqp_url.as_str().into()),
             health: Default::default(),
             topology: self.topology.clone(),
             store,
@@ -117,6 +121,7 @@ impl TestPipeline {
                 ..RunOptions::default()
             },
         });
+        self.stages.push(shared.clone());
         let keys = self.keys.clone();
         let token = self.shutdown.clone();
         self.runners.spawn(runner::run(
@@ -288,6 +293,9 @@ impl TestPipeline {
         self.shutdown.cancel();
         while let Some(result) = self.runners.join_next().await {
             result.expect("a runner panicked");
+        }
+        for stages in &self.stages {
+            stages.connection.close().await;
         }
         for stage in StageName::ALL {
             for queue in [self.topology.queue(stage), self.topology.dead_queue(stage)] {

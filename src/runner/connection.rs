@@ -1,0 +1,45 @@
+//! The process's one broker connection, shared by the stages it runs.
+//!
+//! Each stage session opens its own two channels on it; a channel error ends only that
+//! stage's session. When the connection itself is gone (a broker restart), the first
+//! stage to notice opens a new one and the others reuse it.
+
+use std::sync::Arc;
+
+use lapin::Connection;
+use tokio::sync::Mutex;
+
+use crate::amqp::{self, AmqpConfig};
+
+pub struct SharedConnection {
+    config: AmqpConfig,
+    /// The live connection, if any; replaced when found closed.
+    current: Mutex<Option<Arc<Connection>>>,
+}
+
+impl SharedConnection {
+    pub fn new(config: AmqpConfig) -> SharedConnection {
+        SharedConnection {
+            config,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The live connection, opening a new one if there is none.
+    pub(super) async fn get(&self) -> Result<Arc<Connection>, lapin::Error> {
+        let mut current = self.current.lock().await;
+        if let Some(connection) = current.as_ref().filter(|c| c.status().connected()) {
+            return Ok(connection.clone());
+        }
+        let connection = Arc::new(amqp::connect(&self.config, "pipeline").await?);
+        *current = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Closes the connection (after every stage drained).
+    pub async fn close(&self) {
+        if let Some(connection) = self.current.lock().await.take() {
+            let _ = connection.close(200, "heat-pipeline stopping".into()).await;
+        }
+    }
+}
