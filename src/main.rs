@@ -168,8 +168,7 @@ async fn run(settings: Settings, args: RunArgs) -> anyhow::Result<ExitCode> {
         shutdown.clone(),
     ));
     let pipeline = Arc::new(Pipeline {
-        connection: SharedConnection::new(amqp.clone()),
-        amqp,
+        connection: SharedConnection::new(amqp),
         health,
         topology: settings.topology(),
         store,

@@ -92,6 +92,30 @@ pub struct WrapRequest {
     pub status_reason: String,
 }
 
+/// A message from the previous stage: it carries the job, which is validated as strictly as
+/// capture validated it, since its fields become keys.
+pub trait Handoff: serde::de::DeserializeOwned {
+    fn job(&self) -> &Job;
+
+    fn decode(body: &[u8]) -> Result<Self, Rejection> {
+        let request: Self = crate::message::decode_json(body)?;
+        request.job().validate()?;
+        Ok(request)
+    }
+}
+
+impl Handoff for NormalizeRequest {
+    fn job(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl Handoff for WrapRequest {
+    fn job(&self) -> &Job {
+        &self.job
+    }
+}
+
 /// Encodes a record as the original writer did, or says why it cannot be.
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Rejection> {
     pyjson::to_vec(record).map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))

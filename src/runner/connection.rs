@@ -25,6 +25,11 @@ impl SharedConnection {
         }
     }
 
+    /// The broker's settings (they print with the password masked).
+    pub fn config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
     /// The live connection, opening a new one if there is none.
     pub(super) async fn get(&self) -> Result<Arc<Connection>, lapin::Error> {
         let mut current = self.current.lock().await;

@@ -22,7 +22,7 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{AmqpConfig, Topology};
+use crate::amqp::Topology;
 use crate::stages::Stage;
 use crate::store::{BatchedStore, Store};
 use crate::telemetry::events::Reconnected;
@@ -58,7 +58,6 @@ impl Default for RunOptions {
 
 /// What every stage runner of a process shares.
 pub struct Pipeline {
-    pub amqp: AmqpConfig,
     /// One connection for every stage of the process, each with its own channels.
     pub connection: SharedConnection,
     /// Readiness flags shared with `/readyz`.
@@ -110,7 +109,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
             };
         match opened {
             Ok(session) => {
-                tracing::info!(stage = %name, url = %pipeline.amqp, "consuming");
+                tracing::info!(stage = %name, url = %pipeline.connection.config(), "consuming");
                 sessions += 1;
                 if sessions > 1 {
                     Reconnected {
@@ -135,7 +134,7 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
                 tracing::warn!(
                     stage = %name,
                     attempt,
-                    url = %pipeline.amqp,
+                    url = %pipeline.connection.config(),
                     %error,
                     "cannot open a broker session"
                 );

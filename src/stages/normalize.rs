@@ -4,9 +4,9 @@ use super::{guarded_write, Stage, StageName};
 use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::classify;
-use crate::message::{decode_json, Job};
+use crate::message::Job;
 use crate::plan::{Decision, Snapshot};
-use crate::records::{encode, JobStateRecord, NormalizeRequest, Order, WrapRequest};
+use crate::records::{encode, Handoff, JobStateRecord, NormalizeRequest, Order, WrapRequest};
 
 /// Job-state normalization.
 #[derive(Debug, Clone)]
@@ -22,9 +22,7 @@ impl Stage for Normalize {
     }
 
     fn decode(&self, body: &[u8]) -> Result<NormalizeRequest, Rejection> {
-        let request: NormalizeRequest = decode_json(body)?;
-        request.job.validate()?;
-        Ok(request)
+        NormalizeRequest::decode(body)
     }
 
     fn job<'a>(&self, input: &'a NormalizeRequest) -> &'a Job {

@@ -4,9 +4,11 @@ use super::{Stage, StageName};
 use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Phase, Progress};
-use crate::message::{decode_json, Job};
+use crate::message::Job;
 use crate::plan::{Decision, Outcome, Snapshot, Write};
-use crate::records::{encode, Order, StateRecord, StoredStateVersion, WorkerState, WrapRequest};
+use crate::records::{
+    encode, Handoff, Order, StateRecord, StoredStateVersion, WorkerState, WrapRequest,
+};
 
 /// Final state wrapping.
 #[derive(Debug, Clone)]
@@ -53,9 +55,7 @@ impl Stage for Wrap {
     }
 
     fn decode(&self, body: &[u8]) -> Result<WrapRequest, Rejection> {
-        let request: WrapRequest = decode_json(body)?;
-        request.job.validate()?;
-        Ok(request)
+        WrapRequest::decode(body)
     }
 
     fn job<'a>(&self, input: &'a WrapRequest) -> &'a Job {

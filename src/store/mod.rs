@@ -153,12 +153,6 @@ impl Store {
         }
     }
 
-    /// Reads `keys` at one revision (one transaction of range requests).
-    pub async fn read(&self, keys: &[String]) -> Result<Snapshot, Transient> {
-        let mut snapshots = self.read_many(&[keys]).await?;
-        Ok(snapshots.pop().expect("one snapshot per key list"))
-    }
-
     /// Reads several key lists in one transaction, one snapshot per list.
     ///
     /// Reads are serializable (served by the member, no quorum round trip): a stale read

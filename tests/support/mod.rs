@@ -111,7 +111,6 @@ impl TestPipeline {
         let config = StoreConfig::new(self.services.etcd_endpoints.clone(), self.etcd_timeout);
         let store = Store::connect(&config).await.unwrap();
         let shared = Arc::new(Pipeline {
-            amqp: self.services.amqp_url.as_str().into(),
             connection: SharedConnection::new(self.services.amqp_url.as_str().into()),
             health: Default::default(),
             topology: self.topology.clone(),
