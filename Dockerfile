@@ -2,9 +2,10 @@
 
 # ---- build ------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
-# etcd-client generates its gRPC code with protoc at build time.
+# etcd-client generates its gRPC code with protoc at build time; libprotobuf-dev
+# holds the well-known .proto files it imports.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 

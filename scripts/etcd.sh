@@ -84,10 +84,10 @@ start() {
   # setsid + nohup: own session, so it survives this script and its terminal.
   # The inner bash writes its own pid and then execs etcd, so the pid file
   # holds etcd's pid even if setsid had to fork.
+  # Without compaction etcd keeps every revision: tests and benchmarks write hundreds
+  # of thousands, and a bloated store made the pipeline 3x slower (docs/SCALING.md).
   # shellcheck disable=SC2016 # $$ and $@ are for the inner bash
   setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
-    # Without compaction etcd keeps every revision: tests and benchmarks write hundreds
-    # of thousands, and a bloated store made the pipeline 3x slower (docs/SCALING.md).
     "$ETCD_BIN" \
     --name "$NAME" \
     --data-dir "$DATA_DIR" \

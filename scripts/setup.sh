@@ -36,6 +36,11 @@ if [[ "${SETUP_NATIVE:-0}" != 1 ]] && command -v docker >/dev/null 2>&1 &&
   docker info >/dev/null 2>&1; then
   if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
     log "Docker engine found; starting rabbitmq and etcd with compose"
+    # The services run in containers, but cargo builds etcd-client on this host.
+    if ! command -v protoc >/dev/null 2>&1 || [[ ! -e /usr/include/google/protobuf/descriptor.proto ]]; then
+      log "note: building the tests here needs protoc and its .proto files:" \
+        "apt-get install protobuf-compiler libprotobuf-dev"
+    fi
     compose up -d --wait rabbitmq etcd >&2
     print_env
     exit 0
@@ -50,9 +55,11 @@ if [[ "$(id -u)" != 0 ]]; then
   SUDO=(sudo)
 fi
 
-# etcd-client provides etcdctl; curl is for etcd's health check.
+# etcd-client provides etcdctl; curl is for etcd's health check. libprotobuf-dev holds
+# the well-known .proto files (google/protobuf/descriptor.proto) that etcd-client's
+# build imports: protobuf-compiler only recommends it, and we install without recommends.
 missing=()
-for pkg in protobuf-compiler etcd-server etcd-client rabbitmq-server curl; do
+for pkg in protobuf-compiler libprotobuf-dev etcd-server etcd-client rabbitmq-server curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

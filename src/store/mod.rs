@@ -269,12 +269,12 @@ fn classify_connect_error(
                 ))
             }
             _ => {
-                // etcd with --client-cert-auth just closes the connection of a client
-                // without a certificate: worth a hint, though it may be a plain outage.
+                // etcd with --client-cert-auth drops the connection of a client without a
+                // certificate, and how the drop surfaces varies (closed, reset, broken pipe):
+                // over TLS without a certificate every such failure is worth the hint, though
+                // it may be a plain outage.
                 let no_identity = config.tls.as_ref().is_none_or(|t| t.identity.is_none());
-                let closed = reason.contains("connection closed")
-                    || reason.to_ascii_lowercase().contains("connection reset");
-                let hint = if config.uses_https() && no_identity && closed {
+                let hint = if config.uses_https() && no_identity {
                     " (if etcd requires client certificates, set ETCD_CERT_FILE and \
                      ETCD_KEY_FILE)"
                 } else {
