@@ -56,6 +56,12 @@ impl Job {
         }
     }
 
+    /// Whether this job applies the resource's first configuration (version 1, or 0 from
+    /// an upstream that counts from zero): nothing is stored for it yet, usually.
+    pub fn is_first_version(&self) -> bool {
+        self.version <= 1
+    }
+
     /// Refuses values that would produce a wrong or ambiguous etcd key.
     pub(crate) fn validate(&self) -> Result<(), Rejection> {
         let path = self.path();

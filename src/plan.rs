@@ -16,16 +16,58 @@ pub struct Stored {
     pub mod_revision: i64,
 }
 
-/// The keys a stage asked for, as they stood at one etcd revision. An absent key maps to
-/// `None`, which the commit guard checks too (the key must still be absent).
+/// What a commit must still find at a key for the decision made on the snapshot to stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard<'a> {
+    /// The key's `mod_revision` (0: the key is absent).
+    Revision(i64),
+    /// The key holds exactly these bytes (a guess, see [`Snapshot::assume`]).
+    Value(&'a [u8]),
+}
+
+/// One key of a snapshot: read from etcd, or assumed without reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Read(Option<Stored>),
+    /// A guess: these bytes, or absent.
+    Assumed(Option<Vec<u8>>),
+}
+
+/// The keys a stage looks at, either as they stood at one etcd revision or as the stage
+/// expects to find them ([`crate::stages::Stage::expected`]). An absent key maps to `None`,
+/// which the commit guard checks too (the key must still be absent).
+///
+/// A guessed snapshot is as safe as a read one: a decision is a pure function of the
+/// values, and the commit goes through only if every key still holds what the decision
+/// saw, so a wrong guess costs a retry, never a wrong record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    entries: BTreeMap<String, Option<Stored>>,
+    entries: BTreeMap<String, Entry>,
 }
 
 impl Snapshot {
+    /// Records a key as read.
     pub fn insert(&mut self, key: String, stored: Option<Stored>) {
-        self.entries.insert(key, stored);
+        self.entries.insert(key, Entry::Read(stored));
+    }
+
+    /// Records a guess that `key` holds `value` (guarded by value, since its revision is
+    /// unknown).
+    pub fn assume(&mut self, key: String, value: Vec<u8>) {
+        self.entries.insert(key, Entry::Assumed(Some(value)));
+    }
+
+    /// Records a guess that `key` is absent (guarded like a read absence).
+    pub fn assume_absent(&mut self, key: String) {
+        self.entries.insert(key, Entry::Assumed(None));
+    }
+
+    /// Whether any key was guessed rather than read: a decision on it must be confirmed
+    /// by a commit, even one without writes.
+    pub fn is_guess(&self) -> bool {
+        self.entries
+            .values()
+            .any(|e| matches!(e, Entry::Assumed(_)))
     }
 
     /// The value of `key`, `None` if absent.
@@ -33,18 +75,59 @@ impl Snapshot {
     /// # Panics
     /// If `key` was not read: that is a bug in the stage's list of reads.
     pub fn value(&self, key: &str) -> Option<&[u8]> {
-        self.entries
+        match self
+            .entries
             .get(key)
             .unwrap_or_else(|| panic!("stage read {key} without asking for it"))
-            .as_ref()
-            .map(|s| s.value.as_slice())
+        {
+            Entry::Read(stored) => stored.as_ref().map(|s| s.value.as_slice()),
+            Entry::Assumed(value) => value.as_deref(),
+        }
     }
 
-    /// Each key read, with the `mod_revision` a commit must still find (0: absent).
-    pub fn guards(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.entries
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_ref().map_or(0, |s| s.mod_revision)))
+    /// The keys, in the order of [`Snapshot::guards`].
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Each key, with what a commit must still find there.
+    pub fn guards(&self) -> impl Iterator<Item = (&str, Guard<'_>)> {
+        self.entries.iter().map(|(k, entry)| {
+            let guard = match entry {
+                Entry::Read(stored) => {
+                    Guard::Revision(stored.as_ref().map_or(0, |s| s.mod_revision))
+                }
+                Entry::Assumed(None) => Guard::Revision(0),
+                Entry::Assumed(Some(value)) => Guard::Value(value),
+            };
+            (k.as_str(), guard)
+        })
+    }
+
+    /// Whether a commit guarded by this snapshot would pass against `found`, a snapshot of
+    /// the same keys read at one revision.
+    pub fn holds_in(&self, found: &Snapshot) -> bool {
+        self.guards().all(|(key, guard)| {
+            let now = match found.entries.get(key) {
+                Some(Entry::Read(stored)) => stored.as_ref(),
+                _ => return false,
+            };
+            match guard {
+                Guard::Revision(0) => now.is_none(),
+                Guard::Revision(revision) => now.is_some_and(|s| s.mod_revision == revision),
+                Guard::Value(value) => now.is_some_and(|s| s.value == value),
+            }
+        })
+    }
+
+    /// Bytes the guards add to a commit request (values compared by content).
+    pub fn guard_size(&self) -> usize {
+        self.guards()
+            .map(|(key, guard)| match guard {
+                Guard::Revision(_) => key.len(),
+                Guard::Value(value) => key.len() + value.len(),
+            })
+            .sum()
     }
 }
 
@@ -102,10 +185,15 @@ pub struct Decision {
 impl Decision {
     /// Refuses a decision etcd would refuse anyway (`--max-request-bytes`), so that it is
     /// dead-lettered with a clear reason instead of retried.
-    pub fn check_size(&self, max_request_bytes: usize) -> Result<(), Rejection> {
-        // Room for the transaction's framing and its compare clauses.
+    /// `guard_bytes` is what the snapshot's guards add ([`Snapshot::guard_size`]).
+    pub fn check_size(
+        &self,
+        max_request_bytes: usize,
+        guard_bytes: usize,
+    ) -> Result<(), Rejection> {
+        // Room for the transaction's framing and its revision compares.
         const OVERHEAD: usize = 4096;
-        let size: usize = self.writes.iter().map(Write::size).sum();
+        let size = self.writes.iter().map(Write::size).sum::<usize>() + guard_bytes;
         if size + OVERHEAD > max_request_bytes {
             return Err(Rejection::new(
                 RejectKind::RecordTooLarge,

@@ -15,6 +15,7 @@ use crate::amqp::{header_str, long_string, publish_confirmed, PublishError};
 use crate::error::{Rejection, StepError};
 use crate::plan::{Decision, Outcome};
 use crate::stages::{Stage, StageName};
+use crate::store::Commit;
 use crate::telemetry::events::{
     EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StoreRetried,
 };
@@ -124,37 +125,59 @@ async fn process<S: Stage>(
     Ok(())
 }
 
-/// Reads, decides and commits until the commit finds the snapshot unchanged. Transient
-/// store errors are retried forever (see [`store_backoff`]); only a rejection returns.
+/// Decides and commits until a commit goes through (or no write is needed). It starts
+/// from the stage's guess of what is stored ([`Stage::expected`]), so that the usual
+/// message costs one etcd request; a wrong guess, like a conflict with another process,
+/// returns the keys as they stand and the stage decides again on those. Transient store
+/// errors are retried forever (see [`store_backoff`]); only a rejection returns.
 async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decision, Rejection> {
     let (stage, store) = (&worker.stage, &worker.store);
     let max_request_bytes = worker.pipeline.options.max_request_bytes;
-    let keys = stage.reads(input);
+    let read = || async {
+        store
+            .read(stage.reads(input))
+            .await
+            .map_err(|e| backoff::Error::transient(StepError::from(e)))
+    };
     let attempt = || async {
+        let mut snapshot = match stage.expected(input) {
+            Some(guess) => guess,
+            None => read().await?,
+        };
         loop {
-            let snapshot = store
-                .read(keys.clone())
-                .await
-                .map_err(|e| backoff::Error::transient(StepError::from(e)))?;
             let decision = stage
                 .decide(input, &snapshot)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
-            decision
-                .check_size(max_request_bytes)
-                .map_err(|r| backoff::Error::permanent(r.into()))?;
-            if decision.writes.is_empty() {
+            if let Err(rejection) = decision.check_size(max_request_bytes, snapshot.guard_size()) {
+                if snapshot.is_guess() {
+                    // The guess's guards are part of the request: read, and guard by revision.
+                    snapshot = read().await?;
+                    continue;
+                }
+                return Err(backoff::Error::permanent(rejection.into()));
+            }
+            // A decision on what was read needs no commit when it writes nothing; one on a
+            // guess does, to confirm the guess (a read-only transaction).
+            if decision.writes.is_empty() && !snapshot.is_guess() {
                 return Ok(decision);
             }
+            let guessed = snapshot.is_guess();
             match store.commit(snapshot, decision.writes.clone()).await {
-                Ok(true) => return Ok(decision),
-                // Another process changed these keys since the read: decide again.
-                Ok(false) => StoreRetried {
-                    stage: stage.name(),
-                    cause: RetryCause::Conflict,
-                    error: None,
-                    wait: Duration::ZERO,
+                Ok(Commit::Applied) => return Ok(decision),
+                Ok(Commit::Changed(found)) => {
+                    StoreRetried {
+                        stage: stage.name(),
+                        cause: if guessed {
+                            RetryCause::Guess
+                        } else {
+                            RetryCause::Conflict
+                        },
+                        error: None,
+                        wait: Duration::ZERO,
+                    }
+                    .emit();
+                    snapshot = found;
                 }
-                .emit(),
                 Err(error @ StepError::Rejected(_)) => {
                     return Err(backoff::Error::permanent(error))
                 }

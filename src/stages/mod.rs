@@ -88,6 +88,24 @@ pub trait Stage: Send + Sync + 'static {
     /// The etcd keys [`Stage::decide`] looks at; the commit is guarded on all of them.
     fn reads(&self, input: &Self::Input) -> Vec<String>;
 
+    /// What the message most likely finds at [`Stage::reads`], so that the runner can
+    /// commit at once instead of reading first: one etcd request per message instead of
+    /// two. A wrong guess is safe (the commit's guards fail and return what is there, and
+    /// the stage decides again); `None` means read first.
+    ///
+    /// The default guesses a new resource (nothing stored yet) for a job's first version,
+    /// and reads for a later one, which usually finds the earlier version's records.
+    fn expected(&self, input: &Self::Input) -> Option<Snapshot> {
+        if !self.job(input).is_first_version() {
+            return None;
+        }
+        let mut snapshot = Snapshot::default();
+        for key in self.reads(input) {
+            snapshot.assume_absent(key);
+        }
+        Some(snapshot)
+    }
+
     /// The step itself. Pure: the same input and snapshot give the same decision.
     fn decide(&self, input: &Self::Input, snapshot: &Snapshot) -> Result<Decision, Rejection>;
 }
@@ -199,6 +217,28 @@ pub(crate) mod test_support {
             .expect("decides");
         apply(store, &decision);
         decision
+    }
+
+    /// Whether `stage`'s guess for `body` is what `store` holds (`None`: no guess), and if
+    /// so, that deciding on the guess gives the decision that deciding on a read gives.
+    pub fn guess_holds<S: Stage>(
+        stage: &S,
+        store: &[(String, Vec<u8>)],
+        body: &[u8],
+    ) -> Option<bool> {
+        let input = stage.decode(body).expect("decodes");
+        let guess = stage.expected(&input)?;
+        assert!(guess.is_guess());
+        let view: Vec<(&str, &[u8])> = store
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let read = snapshot(&stage.reads(&input), &view);
+        let holds = guess.holds_in(&read);
+        if holds {
+            assert_eq!(stage.decide(&input, &guess), stage.decide(&input, &read));
+        }
+        Some(holds)
     }
 
     pub fn get<'a>(store: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a [u8]> {

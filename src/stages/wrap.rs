@@ -10,6 +10,9 @@ use crate::records::{
     encode, Handoff, Order, StateRecord, StoredStateVersion, WorkerState, WrapRequest,
 };
 
+/// The largest job_state [`Wrap::expected`] guesses rather than reads.
+const MAX_GUESSED_BYTES: usize = 64 * 1024;
+
 /// Final state wrapping.
 #[derive(Debug, Clone)]
 pub struct Wrap {
@@ -65,6 +68,30 @@ impl Stage for Wrap {
     fn reads(&self, input: &WrapRequest) -> Vec<String> {
         let keys = self.keys.for_job(&input.job);
         vec![keys.state, keys.job_state, keys.job_state_order]
+    }
+
+    /// For a job's first version, guesses what normalize just wrote: job_state holding
+    /// this job's record under a final order, and no `/state` yet. A later version reads
+    /// (its `/state` is the earlier version's), and so does a large job_state, since a guess
+    /// is guarded by its bytes and would double the request.
+    fn expected(&self, input: &WrapRequest) -> Option<Snapshot> {
+        if !input.job.is_first_version() {
+            return None;
+        }
+        let job_state = encode(&input.job_state).ok()?;
+        if job_state.len() > MAX_GUESSED_BYTES {
+            return None;
+        }
+        let keys = self.keys.for_job(&input.job);
+        let order = Order {
+            version: input.job.version,
+            phase: Phase::Final,
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.assume_absent(keys.state);
+        snapshot.assume(keys.job_state, job_state);
+        snapshot.assume(keys.job_state_order, order.to_bytes());
+        Some(snapshot)
     }
 
     /// Writes `/state` unless it already holds this version or a newer one, and in the same
@@ -140,6 +167,58 @@ mod tests {
         String::from_utf8(SEED_INPUT.to_vec())
             .unwrap()
             .replace(from, to)
+    }
+
+    #[test]
+    fn each_stage_guesses_what_a_first_version_finds_and_reads_for_later_ones() {
+        let keys = Keyspace::new("", "v2.0");
+        let (capture, normalize, wrap) = (
+            Capture { keys: keys.clone() },
+            Normalize { keys: keys.clone() },
+            Wrap { keys },
+        );
+        let mut store = vec![];
+        let to_normalize = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        let to_wrap = step(&normalize, &mut store, &to_normalize).handoff.unwrap();
+        step(&wrap, &mut store, &to_wrap);
+
+        // Each stage's guess, checked against the store the stage met.
+        let mut fresh = vec![];
+        assert_eq!(guess_holds(&capture, &fresh, SEED_INPUT), Some(true));
+        step(&capture, &mut fresh, SEED_INPUT);
+        assert_eq!(guess_holds(&normalize, &fresh, &to_normalize), Some(true));
+        step(&normalize, &mut fresh, &to_normalize);
+        assert_eq!(guess_holds(&wrap, &fresh, &to_wrap), Some(true));
+        step(&wrap, &mut fresh, &to_wrap);
+
+        // A redelivery finds its own records: no guess holds.
+        assert_eq!(guess_holds(&capture, &store, SEED_INPUT), Some(false));
+        assert_eq!(guess_holds(&normalize, &store, &to_normalize), Some(false));
+        assert_eq!(guess_holds(&wrap, &store, &to_wrap), Some(false));
+
+        // A later version reads first.
+        let v2 = seed_with("\"version\": 1", "\"version\": 2");
+        assert_eq!(guess_holds(&capture, &store, v2.as_bytes()), None);
+        let to_normalize = step(&capture, &mut store, v2.as_bytes()).handoff.unwrap();
+        assert_eq!(guess_holds(&normalize, &store, &to_normalize), None);
+        let to_wrap = step(&normalize, &mut store, &to_normalize).handoff.unwrap();
+        assert_eq!(guess_holds(&wrap, &store, &to_wrap), None);
+    }
+
+    #[test]
+    fn a_large_job_state_is_read_not_guessed() {
+        let big = "x".repeat(MAX_GUESSED_BYTES);
+        let body = seed_with("\"Virtual network.\"", &format!("\"{big}\""));
+        let keys = Keyspace::new("", "v2.0");
+        let mut store = vec![];
+        let to_normalize = step(&Capture { keys: keys.clone() }, &mut store, body.as_bytes())
+            .handoff
+            .unwrap();
+        let to_wrap = step(&Normalize { keys: keys.clone() }, &mut store, &to_normalize)
+            .handoff
+            .unwrap();
+        let wrap = Wrap { keys };
+        assert_eq!(wrap.expected(&wrap.decode(&to_wrap).unwrap()), None);
     }
 
     #[test]

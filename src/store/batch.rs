@@ -4,15 +4,16 @@
 //! commit. etcd's cost is mostly per request (a gRPC call, a raft proposal, an fsync), so
 //! whatever is waiting goes out as one transaction. The batching is natural: an idle stage
 //! sends a batch of one at once; a busy one sends large batches while earlier ones are in
-//! flight. The per-message guarantees stay: a combined commit is all-or-none, and when it
-//! fails each decision is committed alone to learn its own answer.
+//! flight. The per-message guarantees stay: a combined commit is all-or-none; when a guard
+//! fails, the decisions whose own guards failed get the keys as they stand, and the rest
+//! are committed again together.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::Store;
+use super::{Commit, Store};
 use crate::error::{StepError, Transient};
 use crate::plan::{Snapshot, Write};
 use crate::stages::StageName;
@@ -39,7 +40,7 @@ struct ReadRequest {
 struct CommitRequest {
     snapshot: Snapshot,
     writes: Vec<Write>,
-    reply: oneshot::Sender<Result<bool, StepError>>,
+    reply: oneshot::Sender<Result<Commit<Snapshot>, StepError>>,
 }
 
 impl BatchedStore {
@@ -64,7 +65,13 @@ impl BatchedStore {
             .map_err(|_| Transient("the store batcher dropped a read".into()))?
     }
 
-    pub async fn commit(&self, snapshot: Snapshot, writes: Vec<Write>) -> Result<bool, StepError> {
+    /// Applies `writes` if the keys still hold what `snapshot` says; otherwise returns
+    /// them as they stand.
+    pub async fn commit(
+        &self,
+        snapshot: Snapshot,
+        writes: Vec<Write>,
+    ) -> Result<Commit<Snapshot>, StepError> {
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest {
             snapshot,
@@ -161,11 +168,11 @@ async fn commit_loop(
     rx: mpsc::Receiver<CommitRequest>,
     max_bytes: usize,
 ) {
-    // Weigh by whichever limit binds first: compares and operations against etcd's
-    // --max-txn-ops, bytes against half its request limit.
+    // Weigh by whichever limit binds first: compares, operations and the reads a failed
+    // guard brings back against etcd's --max-txn-ops, bytes against half its request limit.
     let weight = move |r: &CommitRequest| {
         let ops = r.snapshot.guards().count().max(r.writes.len());
-        let bytes: usize = r.writes.iter().map(Write::size).sum();
+        let bytes = r.writes.iter().map(Write::size).sum::<usize>() + r.snapshot.guard_size();
         ops.max(bytes * MAX_TXN_OPS / (max_bytes / 2).max(1))
     };
     batch_loop(stage, "commit", rx, weight, MAX_TXN_OPS, move |batch| {
@@ -192,24 +199,55 @@ async fn read_batch(store: Store, batch: Vec<ReadRequest>) {
     }
 }
 
-/// One transaction for the batch; if it fails (a snapshot changed, or any error), each
-/// decision is committed alone so that it gets its own answer.
+/// One transaction for the batch. When a guard fails, the transaction returns every
+/// decision's keys as they stand: a decision whose own guards fail there gets them back (its
+/// stage decides again), and the others go again together. Each round answers at least
+/// one decision, so this ends. An error is the batch's if it has one decision; otherwise
+/// each decision is committed alone to find whose it is (e.g. a record etcd refuses).
 async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
-    if batch.len() > 1 {
-        let decisions: Vec<(&Snapshot, &[Write])> = batch
+    let mut pending = batch;
+    while !pending.is_empty() {
+        let decisions: Vec<(&Snapshot, &[Write])> = pending
             .iter()
             .map(|r| (&r.snapshot, r.writes.as_slice()))
             .collect();
-        if let Ok(true) = store.commit_all(&decisions).await {
-            for request in batch {
-                let _ = request.reply.send(Ok(true));
+        match store.commit_all(&decisions).await {
+            Ok(Commit::Applied) => {
+                for request in pending {
+                    let _ = request.reply.send(Ok(Commit::Applied));
+                }
+                return;
             }
-            return;
+            Ok(Commit::Changed(found)) => {
+                // Should every guard hold in what came back, etcd and `holds_in` disagree:
+                // answer everyone rather than loop.
+                let progress = pending
+                    .iter()
+                    .zip(&found)
+                    .any(|(request, found)| !request.snapshot.holds_in(found));
+                let mut again = Vec::new();
+                for (request, found) in pending.into_iter().zip(found) {
+                    if progress && request.snapshot.holds_in(&found) {
+                        again.push(request);
+                    } else {
+                        let _ = request.reply.send(Ok(Commit::Changed(found)));
+                    }
+                }
+                pending = again;
+            }
+            Err(error) if pending.len() == 1 => {
+                let request = pending.pop().expect("one request");
+                let _ = request.reply.send(Err(error));
+                return;
+            }
+            Err(_) => {
+                let alone = pending.into_iter().map(|request| async move {
+                    let result = store.commit(&request.snapshot, &request.writes).await;
+                    let _ = request.reply.send(result);
+                });
+                futures_util::future::join_all(alone).await;
+                return;
+            }
         }
     }
-    let alone = batch.into_iter().map(|request| async move {
-        let result = store.commit(&request.snapshot, &request.writes).await;
-        let _ = request.reply.send(result);
-    });
-    futures_util::future::join_all(alone).await;
 }

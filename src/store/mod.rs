@@ -1,9 +1,9 @@
 //! The etcd adapter: the only module that talks to etcd.
 //!
-//! Every write is a transaction guarded on the `mod_revision` of each key the decision was
-//! based on. A write that timed out may or may not have been applied; repeating it is safe
-//! because the repeat either finds the keys unchanged (and applies) or changed (and the
-//! stage decides again, usually "duplicate").
+//! Every write is a transaction guarded on each key the decision was based on: its
+//! `mod_revision` as read, or its bytes as guessed. A write that timed out may or may not
+//! have been applied; repeating it is safe because the repeat either finds the keys
+//! unchanged (and applies) or changed (and the stage decides again, usually "duplicate").
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use etcd_client::{
 };
 
 use crate::error::{RejectKind, Rejection, StepError, Transient};
-use crate::plan::{Snapshot, Stored, Write};
+use crate::plan::{Guard, Snapshot, Stored, Write};
 use crate::secrets::{Secret, TlsPem};
 
 mod batch;
@@ -169,38 +169,39 @@ impl Store {
             .txn(Txn::new().and_then(gets))
             .await
             .map_err(|e| Transient(format!("etcd read failed: {e}")))?;
-        let mut responses = response.op_responses().into_iter();
-        let mut snapshots = Vec::with_capacity(key_lists.len());
-        for keys in key_lists {
-            let mut snapshot = Snapshot::default();
-            for key in keys.iter() {
-                let Some(TxnOpResponse::Get(get)) = responses.next() else {
-                    return Err(Transient(format!("etcd answered a read of {key} oddly")));
-                };
-                let stored = get.kvs().first().map(|kv| Stored {
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                });
-                snapshot.insert(key.clone(), stored);
-            }
-            snapshots.push(snapshot);
-        }
-        Ok(snapshots)
+        snapshots(
+            response.op_responses(),
+            key_lists.iter().map(|keys| keys.iter().map(String::as_str)),
+        )
     }
 
-    /// Applies `writes` only if every key in `snapshot` is as it was read. Returns `false`
-    /// when something changed in between (another process got there first).
-    pub async fn commit(&self, snapshot: &Snapshot, writes: &[Write]) -> Result<bool, StepError> {
-        self.commit_all(&[(snapshot, writes)]).await
+    /// Applies `writes` only if every key in `snapshot` is as it was read or guessed;
+    /// otherwise returns the keys as they are now.
+    pub async fn commit(
+        &self,
+        snapshot: &Snapshot,
+        writes: &[Write],
+    ) -> Result<Commit<Snapshot>, StepError> {
+        Ok(match self.commit_all(&[(snapshot, writes)]).await? {
+            Commit::Applied => Commit::Applied,
+            Commit::Changed(mut found) => Commit::Changed(found.pop().expect("one snapshot")),
+        })
     }
 
-    /// Applies several decisions in one transaction, all or none: `false` if any snapshot
-    /// changed (the caller then commits them one by one to learn which).
-    pub async fn commit_all(&self, decisions: &[(&Snapshot, &[Write])]) -> Result<bool, StepError> {
+    /// Applies several decisions in one transaction, all or none. When a guard fails the
+    /// same transaction reads every decision's keys instead, so the caller learns what
+    /// changed without another request.
+    pub async fn commit_all(
+        &self,
+        decisions: &[(&Snapshot, &[Write])],
+    ) -> Result<Commit<Vec<Snapshot>>, StepError> {
         let guards = decisions
             .iter()
             .flat_map(|(snapshot, _)| snapshot.guards())
-            .map(|(key, revision)| Compare::mod_revision(key, CompareOp::Equal, revision))
+            .map(|(key, guard)| match guard {
+                Guard::Revision(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
+                Guard::Value(value) => Compare::value(key, CompareOp::Equal, value),
+            })
             .collect::<Vec<_>>();
         let ops = decisions
             .iter()
@@ -210,13 +211,25 @@ impl Store {
                 Write::Delete { key } => TxnOp::delete(key.as_str(), None),
             })
             .collect::<Vec<_>>();
+        let reads = decisions
+            .iter()
+            .flat_map(|(snapshot, _)| snapshot.keys())
+            .map(|key| TxnOp::get(key, None))
+            .collect::<Vec<_>>();
         let response = self
             .kv
             .clone()
-            .txn(Txn::new().when(guards).and_then(ops))
+            .txn(Txn::new().when(guards).and_then(ops).or_else(reads))
             .await
             .map_err(classify_write_error)?;
-        Ok(response.succeeded())
+        if response.succeeded() {
+            return Ok(Commit::Applied);
+        }
+        let found = snapshots(
+            response.op_responses(),
+            decisions.iter().map(|(snapshot, _)| snapshot.keys()),
+        )?;
+        Ok(Commit::Changed(found))
     }
 
     /// Reads one key, now or as it was at `revision` (for `show`).
@@ -233,6 +246,39 @@ impl Store {
             mod_revision: kv.mod_revision(),
         }))
     }
+}
+
+/// What a guarded commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit<T> {
+    /// Every guard held: the writes are in.
+    Applied,
+    /// A guard failed: nothing was written; the keys as they stand now.
+    Changed(T),
+}
+
+/// Splits a transaction's range responses into one snapshot per key list, in order.
+fn snapshots<'a>(
+    responses: Vec<TxnOpResponse>,
+    key_lists: impl Iterator<Item = impl Iterator<Item = &'a str>>,
+) -> Result<Vec<Snapshot>, Transient> {
+    let mut responses = responses.into_iter();
+    let mut snapshots = Vec::new();
+    for keys in key_lists {
+        let mut snapshot = Snapshot::default();
+        for key in keys {
+            let Some(TxnOpResponse::Get(get)) = responses.next() else {
+                return Err(Transient(format!("etcd answered a read of {key} oddly")));
+            };
+            let stored = get.kvs().first().map(|kv| Stored {
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            });
+            snapshot.insert(key.to_string(), stored);
+        }
+        snapshots.push(snapshot);
+    }
+    Ok(snapshots)
 }
 
 /// Sorts a failure to connect (with credentials: to authenticate) into what a retry can

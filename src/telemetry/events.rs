@@ -19,7 +19,7 @@ pub(super) fn describe() {
         "heat_pipeline_rejections_total",
         "Messages dead-lettered, by stage and rejection class."
     );
-    describe_counter!("heat_pipeline_retries_total", "Store steps retried, by stage and cause (store: etcd unavailable or slow; conflict: another process changed the keys).");
+    describe_counter!("heat_pipeline_retries_total", "Store steps retried, by stage and cause (store: etcd unavailable or slow; conflict: another process changed the keys; guess: the keys were not as the stage guessed, e.g. an update).");
     describe_histogram!(
         "heat_pipeline_processing_seconds",
         Unit::Seconds,
@@ -96,6 +96,9 @@ pub enum RetryCause {
     Store,
     /// Another process changed the keys between read and commit; deciding again.
     Conflict,
+    /// The stage's guess of the stored keys was wrong (e.g. an update of a known
+    /// resource); deciding again on the keys the commit returned.
+    Guess,
 }
 
 pub struct StoreRetried<'a> {
@@ -110,12 +113,16 @@ impl StoreRetried<'_> {
         let cause = match self.cause {
             RetryCause::Store => "store",
             RetryCause::Conflict => "conflict",
+            RetryCause::Guess => "guess",
         };
         match self.cause {
             RetryCause::Store => {
                 tracing::warn!(error = self.error.unwrap_or(""), wait = ?self.wait, "store unavailable; retrying")
             }
             RetryCause::Conflict => tracing::debug!("commit conflict; deciding again"),
+            RetryCause::Guess => {
+                tracing::debug!("the stored keys were not as guessed; deciding again")
+            }
         }
         counter!("heat_pipeline_retries_total", "stage" => self.stage.as_str(), "cause" => cause)
             .increment(1);
