@@ -100,17 +100,7 @@ async fn main() {
     );
     if private_etcd.is_some() {
         // Drop the put test's history, so the pipeline starts on a small store.
-        let mut kv = etcd.kv_client();
-        let revision = kv
-            .get("/", None)
-            .await
-            .unwrap()
-            .header()
-            .unwrap()
-            .revision();
-        kv.compact(revision, Some(CompactionOptions::new().with_physical()))
-            .await
-            .unwrap();
+        compact(&etcd).await;
     }
 
     // Drain: preload, then start the pipeline and time until every /state is written.
@@ -139,6 +129,9 @@ async fn main() {
         ("RUST_LOG", "warn"),
         ("HTTP_ADDR", "127.0.0.1:0"),
     ];
+    let etcd_pid = private_etcd.as_ref().map(|etcd| etcd.child.id());
+    let broker_pid = pid_named("beam.smp");
+    let cpu_before = [broker_pid, etcd_pid].map(|pid| pid.map_or(f64::NAN, cpu_seconds));
     let started = Instant::now();
     let mut processes = spawn_pipeline(&args, &env);
     watcher.wait_for_count(args.messages).await;
@@ -148,12 +141,41 @@ async fn main() {
         "drain: {} messages through all three stages in {drain:.2} s = {drain_rate:.0} msg/s",
         args.messages
     );
+    // CPU time per message is steadier than a rate on a shared machine: it says what each
+    // process costs, whatever else the cores were doing.
+    let pipeline_cpu: f64 = processes.iter().map(|p| cpu_seconds(p.child.id())).sum();
+    let [broker_cpu, etcd_cpu] = [broker_pid, etcd_pid]
+        .map(|pid| pid.map_or(f64::NAN, cpu_seconds))
+        .into_iter()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before)
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    let per_message = |seconds: f64| {
+        if seconds.is_nan() {
+            "unknown".to_string()
+        } else {
+            format!("{:.0} us", seconds * 1e6 / args.messages as f64)
+        }
+    };
+    println!(
+        "CPU per message in the drain: pipeline {}, RabbitMQ {}, etcd {} ({} cores busy on average)",
+        per_message(pipeline_cpu),
+        per_message(broker_cpu),
+        per_message(etcd_cpu),
+        format_args!("{:.2}", (pipeline_cpu + broker_cpu + etcd_cpu) / drain),
+    );
     println!(
         "ratio to the raw etcd put rate / 3 (each message is three writes): {:.2}",
         drain_rate / (put_rate / 3.0)
     );
 
-    // Latency under a steady offered load.
+    // Latency under a steady offered load, on a store compacted as a production etcd's
+    // periodic compaction keeps it (docs/SCALING.md).
+    if private_etcd.is_some() {
+        compact(&etcd).await;
+    }
     watcher.reset_latencies();
     let before_latency = scrape(&processes);
     let offered = args.rate as usize * args.seconds as usize;
@@ -292,13 +314,28 @@ fn print_time_split(before: &str, processes: &[Process]) {
                 bucket_quantile(&text, name, &label, extra, 0.5),
                 bucket_quantile(&text, name, &label, extra, 0.99),
             );
+            if p50.is_nan() {
+                return "none".to_string();
+            }
             format!("p50 <= {} ms, p99 <= {} ms", ms(p50), ms(p99))
         };
+        let retries = |cause: &str| {
+            // Rounded, and never "-0" from a difference of zeros.
+            0.0_f64
+                .max(sum_samples(
+                    &text,
+                    "heat_pipeline_retries_total",
+                    &[&label, &format!("cause=\"{cause}\"")],
+                ))
+                .round() as u64
+        };
         println!(
-            "  {stage:<9} delivery to ack {}; etcd read {}; etcd commit {}",
+            "  {stage:<9} delivery to ack {}; etcd read {}; etcd commit {}; retried on a wrong guess {}, on a conflict {}",
             quantiles("heat_pipeline_processing_seconds_bucket", ""),
             quantiles("heat_pipeline_etcd_request_seconds_bucket", "op=\"read\""),
             quantiles("heat_pipeline_etcd_request_seconds_bucket", "op=\"commit\""),
+            retries("guess"),
+            retries("conflict"),
         );
     }
 }
@@ -330,6 +367,14 @@ fn subtract_samples(after: &str, before: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The sum of the samples of `name` that carry every one of `labels`.
+fn sum_samples(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The upper bound of the bucket holding quantile `q`, summed over the processes' samples.
@@ -533,6 +578,34 @@ fn now_ms() -> f64 {
         * 1000.0
 }
 
+/// CPU time (user and system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        // Linux reports in USER_HZ: 100 on x86_64 and arm64.
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// The pid of a process whose command name is `name` (the local broker), if readable.
+fn pid_named(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then_some(pid)
+        })
+}
+
 /// The process's peak resident set (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -541,6 +614,21 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Compacts the store's history up to now (what `--auto-compaction-*` does periodically).
+async fn compact(etcd: &Client) {
+    let mut kv = etcd.kv_client();
+    let revision = kv
+        .get("/", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    kv.compact(revision, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
 }
 
 /// A fresh etcd of the benchmark's own, on free ports, with its data on the same disk as
