@@ -12,6 +12,7 @@ pub mod http;
 pub mod trace;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -20,7 +21,15 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+///
+/// The recorder keeps every histogram sample until upkeep folds it into the buckets, which
+/// otherwise happens only when `/metrics` is scraped: a process nobody scrapes would grow
+/// by every message's samples (14 MiB over 200,000 messages in the benchmark). A thread
+/// runs the upkeep instead, so memory stays flat whether or not Prometheus is there.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -33,6 +42,14 @@ pub fn metrics_handle() -> PrometheusHandle {
             // A second recorder (another library, a test) keeps its own; ours still renders.
             let _ = metrics::set_global_recorder(recorder);
             events::describe();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                })
+                .expect("start the metrics upkeep thread");
             handle
         })
         .clone()
