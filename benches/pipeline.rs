@@ -178,6 +178,20 @@ async fn main() {
     }
     watcher.reset_latencies();
     let before_latency = scrape(&processes);
+    // How well the stages batched their etcd requests while draining.
+    let requests = |op: &str| {
+        sum_samples(
+            &before_latency,
+            "heat_pipeline_etcd_request_seconds_count",
+            &[&format!("op=\"{op}\"")],
+        )
+    };
+    println!(
+        "etcd transactions in the drain: {:.0} commits and {:.0} reads for {} messages x 3 stages",
+        requests("commit"),
+        requests("read").max(0.0),
+        args.messages
+    );
     let offered = args.rate as usize * args.seconds as usize;
     publish_batch(
         &watcher.published,
