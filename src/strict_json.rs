@@ -5,6 +5,8 @@
 //! reader and 1 by another. Upstream never sends such documents on purpose; when one
 //! arrives it is rejected rather than guessed at.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -12,42 +14,113 @@ use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visi
 
 /// Returns the first duplicated key (with its path) if `body` has one. A body that is not
 /// JSON passes: the decoder reports that with a better message.
+///
+/// Every input goes through this walk, so it allocates as little as it can: keys are
+/// borrowed from `body` (unless escaped), small objects are checked with a linear scan, and
+/// the path is kept as a stack of segments and written out only for the error.
 pub fn find_duplicate_key(body: &[u8]) -> Option<String> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let root = Unique {
-        path: String::new(),
-    };
-    match root.deserialize(&mut de) {
+    let path = RefCell::new(Vec::new());
+    match (Unique { path: &path }).deserialize(&mut de) {
         Err(e) if e.is_data() => Some(e.to_string()),
         _ => None,
     }
 }
 
-/// Walks one value, failing on the first object with a repeated key.
-struct Unique {
-    /// Where this value sits, e.g. `job` or `stack.outputs[2]`, for the error message.
-    path: String,
+/// One step of the path to a value: an object key or an array index.
+enum Segment<'de> {
+    Key(Cow<'de, str>),
+    Index(usize),
 }
 
-impl Unique {
-    fn child(&self, segment: fmt::Arguments<'_>) -> Unique {
-        let path = if self.path.is_empty() {
-            segment.to_string()
-        } else {
-            format!("{}{}", self.path, segment)
-        };
-        Unique { path }
+/// Renders a path such as `stack.outputs[2].output_key`.
+fn render(path: &[Segment<'_>]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) if out.is_empty() => out.push_str(key),
+            Segment::Key(key) => {
+                out.push('.');
+                out.push_str(key);
+            }
+            Segment::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
+/// Objects up to this many keys are checked by a linear scan; larger ones by a hash set,
+/// so that a hostile object with a million keys stays linear.
+const SCAN_LIMIT: usize = 16;
+
+/// The keys of one object seen so far.
+enum Seen<'de> {
+    Few(Vec<Cow<'de, str>>),
+    Many(HashSet<Cow<'de, str>>),
+}
+
+impl<'de> Seen<'de> {
+    /// Records `key`; false if it was already there.
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        match self {
+            Seen::Few(keys) if keys.contains(&key) => false,
+            Seen::Few(keys) if keys.len() < SCAN_LIMIT => {
+                keys.push(key);
+                true
+            }
+            Seen::Few(keys) => {
+                let mut set: HashSet<_> = keys.drain(..).collect();
+                set.insert(key);
+                *self = Seen::Many(set);
+                true
+            }
+            Seen::Many(set) => set.insert(key),
+        }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Unique {
+/// Walks one value, failing on the first object with a repeated key. `path` is the stack of
+/// segments down to this value, shared by the whole walk (each level pushes its segment
+/// before walking a child and pops it after).
+struct Unique<'p, 'de> {
+    path: &'p RefCell<Vec<Segment<'de>>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Unique<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Unique {
+/// An object key, borrowed from the input when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_string()))
+    }
+    fn visit_string<E>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+impl<'de> Visitor<'de> for Unique<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,30 +128,35 @@ impl<'de> Visitor<'de> for Unique {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let separator = if self.path.is_empty() { "" } else { "." };
-            let child = self.child(format_args!("{separator}{key}"));
-            if !seen.insert(key) {
+        let mut seen = Seen::Few(Vec::new());
+        while let Some(key) = map.next_key_seed(Key)? {
+            if !seen.insert(key.clone()) {
+                let mut path = self.path.borrow_mut();
+                path.push(Segment::Key(key));
                 return Err(A::Error::custom(format_args!(
                     "duplicate key {}",
-                    child.path
+                    render(&path)
                 )));
             }
-            map.next_value_seed(child)?;
+            self.path.borrow_mut().push(Segment::Key(key));
+            let result = map.next_value_seed(Unique { path: self.path });
+            self.path.borrow_mut().pop();
+            result?;
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0;
-        while seq
-            .next_element_seed(self.child(format_args!("[{index}]")))?
-            .is_some()
-        {
+        loop {
+            self.path.borrow_mut().push(Segment::Index(index));
+            let next = seq.next_element_seed(Unique { path: self.path });
+            self.path.borrow_mut().pop();
+            if next?.is_none() {
+                return Ok(());
+            }
             index += 1;
         }
-        Ok(())
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
@@ -128,5 +206,18 @@ mod tests {
         let found = find_duplicate_key(br#"{"s": {"o": [{"k": 1}, {"k": 1, "k": 2}]}}"#).unwrap();
         assert!(found.starts_with("duplicate key s.o[1].k"), "{found}");
         assert_eq!(find_duplicate_key(b"not json"), None);
+    }
+
+    #[test]
+    fn finds_a_duplicate_in_a_large_object_and_behind_escapes() {
+        let keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\": {i}")).collect();
+        let unique = format!("{{\"big\": {{{}}}}}", keys.join(", "));
+        assert_eq!(find_duplicate_key(unique.as_bytes()), None);
+        let repeated = format!("{{\"big\": {{{}, \"k57\": 0}}}}", keys.join(", "));
+        let found = find_duplicate_key(repeated.as_bytes()).unwrap();
+        assert!(found.starts_with("duplicate key big.k57"), "{found}");
+        // "\u0061" is "a": the same key, spelt differently.
+        let found = find_duplicate_key(br#"{"x": [{"a": 1, "\u0061": 2}]}"#).unwrap();
+        assert!(found.starts_with("duplicate key x[0].a"), "{found}");
     }
 }
