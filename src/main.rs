@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
         let kind = clap::error::ErrorKind::ValueValidation;
         Cli::command().error(kind, error).exit();
     }
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
     match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
@@ -82,9 +82,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise. Only a running stage needs
+/// lapin's own log: a one-shot command reports failures itself, and lapin would add an
+/// ERROR line for every queue a passive declare did not find (`status`, `dlq`).
+fn init_logging(format: LogFormat, running: bool) {
+    let default = if running { "info" } else { "info,lapin=off" };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

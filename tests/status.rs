@@ -22,6 +22,8 @@ fn status(pipeline: &TestPipeline, args: &[&str], env: &[(&str, &str)]) -> Outpu
         .args(args)
         .envs(pipeline.env())
         .envs(env.iter().copied())
+        // The default log filter, as a user has it.
+        .env_remove("RUST_LOG")
         .output()
         .expect("run heat-pipeline status")
 }
@@ -178,6 +180,8 @@ async fn an_unknown_pipeline_reports_missing_queues_and_exits_1() {
         err.contains(&format!("{unknown}.capture, {unknown}.capture.dead")),
         "{err}"
     );
+    // Our one line, without lapin's log of each channel the broker closed.
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!err.contains(":guest@") && !text.contains(":guest@"));
 
     let output = status(&pipeline, &["--format", "json"], &env);
