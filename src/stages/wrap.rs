@@ -71,7 +71,7 @@ impl Stage for Wrap {
     }
 
     /// For a job's first version, guesses what normalize just wrote: job_state holding
-    /// this job's record under a final order, and no `/state` yet. A later version reads
+    /// this job's record under this job's order, and no `/state` yet. A later version reads
     /// (its `/state` is the earlier version's), and so does a large job_state, since a guess
     /// is guarded by its bytes and would double the request.
     fn expected(&self, input: &WrapRequest) -> Option<Snapshot> {
@@ -83,9 +83,12 @@ impl Stage for Wrap {
             return None;
         }
         let keys = self.keys.for_job(&input.job);
+        // The order normalize wrote beside it: final, or still running (then the guess is
+        // only confirmed, by a read-only transaction, since nothing is written).
+        let progress = classify(input.job.action, &input.job_state.orchestration_state).ok()?;
         let order = Order {
             version: input.job.version,
-            phase: Phase::Final,
+            phase: progress.phase(),
         };
         let mut snapshot = Snapshot::default();
         snapshot.assume_absent(keys.state);
@@ -190,6 +193,15 @@ mod tests {
         step(&normalize, &mut fresh, &to_normalize);
         assert_eq!(guess_holds(&wrap, &fresh, &to_wrap), Some(true));
         step(&wrap, &mut fresh, &to_wrap);
+
+        // A job still running: wrap's guess holds too (it then writes nothing).
+        let running = seed_with("\"CREATE_COMPLETE\"", "\"CREATE_IN_PROGRESS\"");
+        let mut fresh = vec![];
+        let running = step(&capture, &mut fresh, running.as_bytes())
+            .handoff
+            .unwrap();
+        let running = step(&normalize, &mut fresh, &running).handoff.unwrap();
+        assert_eq!(guess_holds(&wrap, &fresh, &running), Some(true));
 
         // A redelivery finds its own records: no guess holds.
         assert_eq!(guess_holds(&capture, &store, SEED_INPUT), Some(false));
