@@ -105,6 +105,34 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     pipeline.stop().await;
 }
 
+/// A broker restart while every stage is idle: no ack or publish fails to tell a stage
+/// its connection is gone, so each must notice by itself and come back for the next
+/// result.
+#[tokio::test]
+async fn idle_stages_come_back_after_a_broker_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut pipeline = TestPipeline::spawn("broker-restart-idle", 4).await;
+    pipeline
+        .publish(&heat_result("create", "idle-1", 1, "CREATE_COMPLETE", ""))
+        .await;
+    pipeline.wait_for_state("idle-1", 1).await;
+
+    let stopped = tokio::task::spawn_blocking(StoppedBroker::stop)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(move || stopped.start())
+        .await
+        .unwrap();
+    pipeline.reconnect().await;
+
+    pipeline
+        .publish(&heat_result("create", "idle-2", 1, "CREATE_COMPLETE", ""))
+        .await;
+    pipeline.wait_for_state("idle-2", 1).await;
+    pipeline.stop().await;
+}
+
 #[tokio::test]
 async fn an_etcd_outage_pauses_the_stages_and_loses_nothing() {
     let _serial = SERIAL.lock().await;

@@ -20,6 +20,12 @@ use tokio_util::sync::CancellationToken;
 /// How long a finished delivery waits for the ones before it before it is acked alone.
 const HOLD: Duration = Duration::from_millis(5);
 
+/// An ack is a frame handed to lapin's IO loop, which takes microseconds. One not sent in
+/// this time means the connection is dead: after a connection reset lapin can leave such a
+/// future pending forever, which once held a stage's session open through a broker
+/// restart.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The handle the delivery tasks use; [`Acks::finish`] flushes and stops the batcher.
 pub(super) struct Acks {
     tx: mpsc::Sender<(u64, Acker)>,
@@ -50,12 +56,17 @@ impl Acks {
             .map_err(|_| "the ack batcher has stopped".to_string())
     }
 
-    /// Acks everything handed over so far and stops. Call after the delivery tasks ended.
-    pub(super) async fn finish(&self) {
+    /// Acks everything handed over so far and stops, waiting at most `within` (then the
+    /// unsent acks are dropped and the broker redelivers). Call after the delivery tasks
+    /// ended.
+    pub(super) async fn finish(&self, within: Duration) {
         self.close.cancel();
         let task = self.task.lock().expect("not poisoned").take();
-        if let Some(task) = task {
-            let _ = task.await;
+        if let Some(mut task) = task {
+            if tokio::time::timeout(within, &mut task).await.is_err() {
+                tracing::warn!(?within, "acks not sent in time; the broker will redeliver");
+                task.abort();
+            }
         }
     }
 }
@@ -147,8 +158,9 @@ impl Pending {
 }
 
 async fn send(acker: &Acker, multiple: bool, broken: &CancellationToken) -> bool {
-    match acker.ack(BasicAckOptions { multiple }).await {
-        Ok(true) => true,
+    let ack = acker.ack(BasicAckOptions { multiple });
+    match tokio::time::timeout(SEND_TIMEOUT, ack).await {
+        Ok(Ok(true)) => true,
         outcome => {
             // The channel is gone: nothing was sent, and the broker will redeliver.
             tracing::warn!(?outcome, "ack failed; the session will reconnect");

@@ -2,6 +2,7 @@
 //! drain.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -20,8 +21,9 @@ use crate::stages::Stage;
 /// letters leave on the other, with confirms. Separate channels keep a publish back-pressure
 /// from stalling acks.
 pub(super) struct Session {
-    /// Held so that the connection outlives the session's channels.
-    _connection: Arc<Connection>,
+    /// Held so that the connection outlives the session's channels, and watched (see
+    /// [`HEALTH_CHECK`]).
+    connection: Arc<Connection>,
     pub(super) consume: Channel,
     pub(super) publish: Channel,
     /// Cancelled by any task that finds the session broken (an ack or publish failed), so
@@ -33,6 +35,15 @@ pub(super) struct Session {
     /// Acks finished deliveries in batches (`multiple`).
     pub(super) acks: Acks,
 }
+
+/// How often a session checks that its connection and channels are still up. lapin does
+/// not always end a consumer's stream when the connection drops (seen after a broker
+/// restart: a stage with no ack or publish in flight at that moment waited forever), so
+/// the session looks for itself.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+
+/// The longest a session's teardown waits for the broker (final acks, channel closes).
+const TEARDOWN: Duration = Duration::from_secs(5);
 
 /// Why [`Session::consume`] returned.
 #[derive(Debug)]
@@ -52,7 +63,7 @@ impl Session {
             .await?;
         let broken = CancellationToken::new();
         Ok(Session {
-            _connection: connection,
+            connection,
             consume,
             publish,
             acks: Acks::start(
@@ -62,6 +73,17 @@ impl Session {
             broken,
             abandon: CancellationToken::new(),
         })
+    }
+
+    /// Why the session can no longer work, if it cannot.
+    fn lost(&self) -> Option<&'static str> {
+        if !self.connection.status().connected() {
+            Some("the broker connection is gone")
+        } else if !self.consume.status().connected() || !self.publish.status().connected() {
+            Some("a channel was closed")
+        } else {
+            None
+        }
     }
 
     /// Consumes until shutdown or a failure, then drains in-flight deliveries.
@@ -89,11 +111,15 @@ impl Session {
 
         let session = Arc::new(self);
         let tasks = TaskTracker::new();
+        let mut health_check = tokio::time::interval(HEALTH_CHECK);
         let end = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break SessionEnd::Shutdown,
                 _ = session.broken.cancelled() => break SessionEnd::Lost("an ack or publish failed".into()),
+                _ = health_check.tick() => if let Some(lost) = session.lost() {
+                    break SessionEnd::Lost(lost.into());
+                },
                 next = consumer.next() => match next {
                     Some(Ok(message)) => {
                         // Decoded here, in delivery order, so that each resource's turn is
@@ -139,11 +165,13 @@ impl Session {
         session.abandon.cancel();
         tasks.wait().await;
         // Every finished delivery is acked before the channel closes; the rest go back.
-        session.acks.finish().await;
+        // Bounded, like the closes: on a dead connection lapin may never answer.
+        session.acks.finish(TEARDOWN).await;
         // Closing the channels returns every unacked delivery to the queue. The connection
         // stays for the other stages (and the next session).
         for channel in [&session.consume, &session.publish] {
-            let _ = channel.close(200, "heat-pipeline closing".into()).await;
+            let close = channel.close(200, "heat-pipeline closing".into());
+            let _ = tokio::time::timeout(TEARDOWN, close).await;
         }
         end
     }

@@ -47,6 +47,18 @@ pub fn unique_name(test: &str) -> String {
     format!("hp-test-{test}-{}-{nanos:x}-{n}", std::process::id())
 }
 
+/// With `TEST_LOG` set (an `EnvFilter`, e.g. `info,heat_pipeline=debug`), the in-process
+/// stages log through the test harness's capture: shown for a failing test, or with
+/// `--nocapture`. Without it they log nothing.
+pub fn init_test_logging() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// One isolated pipeline: its own exchange and queues, its own key prefix.
 pub struct TestPipeline {
     pub services: Services,
@@ -73,6 +85,7 @@ impl TestPipeline {
 
     /// Like [`TestPipeline::new`], with other services (a private etcd, say).
     pub async fn with_services(test: &str, services: Services) -> TestPipeline {
+        init_test_logging();
         let name = unique_name(test);
         let prefix = format!("/{name}");
         let topology = Topology::new(name.clone(), 20);
