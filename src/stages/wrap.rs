@@ -19,6 +19,15 @@ pub struct Wrap {
     pub keys: Keyspace,
 }
 
+/// What wrap works on: the hand-off, and the job_state bytes normalize wrote for it, encoded
+/// once at decode since both the guess and the check that job_state is still this job's
+/// compare them.
+#[derive(Debug)]
+pub struct WrapInput {
+    request: WrapRequest,
+    job_state: Vec<u8>,
+}
+
 impl Wrap {
     /// The `/state` record, `None` while the job is still running.
     fn record(input: &WrapRequest) -> Result<Option<StateRecord>, Rejection> {
@@ -51,22 +60,24 @@ impl Wrap {
 }
 
 impl Stage for Wrap {
-    type Input = WrapRequest;
+    type Input = WrapInput;
 
     fn name(&self) -> StageName {
         StageName::Wrap
     }
 
-    fn decode(&self, body: &[u8]) -> Result<WrapRequest, Rejection> {
-        WrapRequest::decode(body)
+    fn decode(&self, body: &[u8]) -> Result<WrapInput, Rejection> {
+        let request = WrapRequest::decode(body)?;
+        let job_state = encode(&request.job_state)?;
+        Ok(WrapInput { request, job_state })
     }
 
-    fn job<'a>(&self, input: &'a WrapRequest) -> &'a Job {
-        &input.job
+    fn job<'a>(&self, input: &'a WrapInput) -> &'a Job {
+        &input.request.job
     }
 
-    fn reads(&self, input: &WrapRequest) -> Vec<String> {
-        let keys = self.keys.for_job(&input.job);
+    fn reads(&self, input: &WrapInput) -> Vec<String> {
+        let keys = self.keys.for_job(&input.request.job);
         vec![keys.state, keys.job_state, keys.job_state_order]
     }
 
@@ -74,25 +85,22 @@ impl Stage for Wrap {
     /// this job's record under this job's order, and no `/state` yet. A later version reads
     /// (its `/state` is the earlier version's), and so does a large job_state, since a guess
     /// is guarded by its bytes and would double the request.
-    fn expected(&self, input: &WrapRequest) -> Option<Snapshot> {
-        if !input.job.is_first_version() {
+    fn expected(&self, input: &WrapInput) -> Option<Snapshot> {
+        let WrapInput { request, job_state } = input;
+        if !request.job.is_first_version() || job_state.len() > MAX_GUESSED_BYTES {
             return None;
         }
-        let job_state = encode(&input.job_state).ok()?;
-        if job_state.len() > MAX_GUESSED_BYTES {
-            return None;
-        }
-        let keys = self.keys.for_job(&input.job);
+        let keys = self.keys.for_job(&request.job);
         // The order normalize wrote beside it: final, or still running (then the guess is
         // only confirmed, by a read-only transaction, since nothing is written).
-        let progress = classify(input.job.action, &input.job_state.orchestration_state).ok()?;
+        let progress = classify(request.job.action, &request.job_state.orchestration_state).ok()?;
         let order = Order {
-            version: input.job.version,
+            version: request.job.version,
             phase: progress.phase(),
         };
         let mut snapshot = Snapshot::default();
         snapshot.assume_absent(keys.state);
-        snapshot.assume(keys.job_state, job_state);
+        snapshot.assume(keys.job_state, job_state.clone());
         snapshot.assume(keys.job_state_order, order.to_bytes());
         Some(snapshot)
     }
@@ -100,15 +108,16 @@ impl Stage for Wrap {
     /// Writes `/state` unless it already holds this version or a newer one, and in the same
     /// transaction deletes job_state if it still holds exactly what this job's normalize
     /// wrote (its order key names this version, and its bytes match).
-    fn decide(&self, input: &WrapRequest, snapshot: &Snapshot) -> Result<Decision, Rejection> {
-        let Some(record) = Self::record(input)? else {
+    fn decide(&self, input: &WrapInput, snapshot: &Snapshot) -> Result<Decision, Rejection> {
+        let WrapInput { request, job_state } = input;
+        let Some(record) = Self::record(request)? else {
             return Ok(Decision {
                 writes: vec![],
                 outcome: Outcome::NotFinal,
                 handoff: None,
             });
         };
-        let keys = self.keys.for_job(&input.job);
+        let keys = self.keys.for_job(&request.job);
         let mut writes = Vec::with_capacity(2);
 
         let stored_version = snapshot
@@ -128,14 +137,14 @@ impl Stage for Wrap {
         };
 
         let ours = Order {
-            version: input.job.version,
+            version: request.job.version,
             phase: Phase::Final,
         };
         let job_state_is_ours = snapshot
             .value(&keys.job_state_order)
             .and_then(Order::from_bytes)
             == Some(ours)
-            && snapshot.value(&keys.job_state) == Some(encode(&input.job_state)?.as_slice());
+            && snapshot.value(&keys.job_state) == Some(job_state.as_slice());
         if job_state_is_ours {
             writes.push(Write::Delete {
                 key: keys.job_state,
