@@ -129,9 +129,11 @@ async fn main() {
         ("RUST_LOG", "warn"),
         ("HTTP_ADDR", "127.0.0.1:0"),
     ];
+    // CPU time so far of the broker and etcd (NaN where unknown: a remote or shared one).
     let etcd_pid = private_etcd.as_ref().map(|etcd| etcd.child.id());
     let broker_pid = pid_named("beam.smp");
-    let cpu_before = [broker_pid, etcd_pid].map(|pid| pid.map_or(f64::NAN, cpu_seconds));
+    let cpu_of = |pid: Option<u32>| pid.map_or(f64::NAN, cpu_seconds);
+    let (broker_before, etcd_before) = (cpu_of(broker_pid), cpu_of(etcd_pid));
     let started = Instant::now();
     let mut processes = spawn_pipeline(&args, &env);
     watcher.wait_for_count(args.messages).await;
@@ -144,14 +146,8 @@ async fn main() {
     // CPU time per message is steadier than a rate on a shared machine: it says what each
     // process costs, whatever else the cores were doing.
     let pipeline_cpu: f64 = processes.iter().map(|p| cpu_seconds(p.child.id())).sum();
-    let [broker_cpu, etcd_cpu] = [broker_pid, etcd_pid]
-        .map(|pid| pid.map_or(f64::NAN, cpu_seconds))
-        .into_iter()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before)
-        .collect::<Vec<_>>()
-        .try_into()
-        .unwrap();
+    let broker_cpu = cpu_of(broker_pid) - broker_before;
+    let etcd_cpu = cpu_of(etcd_pid) - etcd_before;
     let per_message = |seconds: f64| {
         if seconds.is_nan() {
             "unknown".to_string()

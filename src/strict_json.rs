@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fmt;
+use std::fmt::{self, Write};
 
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
@@ -43,7 +43,9 @@ fn render(path: &[Segment<'_>]) -> String {
                 out.push('.');
                 out.push_str(key);
             }
-            Segment::Index(index) => out.push_str(&format!("[{index}]")),
+            Segment::Index(index) => {
+                let _ = write!(out, "[{index}]");
+            }
         }
     }
     out

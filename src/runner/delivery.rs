@@ -145,11 +145,12 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
             None => read().await?,
         };
         loop {
+            let guessed = snapshot.is_guess();
             let decision = stage
                 .decide(input, &snapshot)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
             if let Err(rejection) = decision.check_size(max_request_bytes, snapshot.guard_size()) {
-                if snapshot.is_guess() {
+                if guessed {
                     // The guess's guards are part of the request: read, and guard by revision.
                     snapshot = read().await?;
                     continue;
@@ -158,10 +159,9 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
             }
             // A decision on what was read needs no commit when it writes nothing; one on a
             // guess does, to confirm the guess (a read-only transaction).
-            if decision.writes.is_empty() && !snapshot.is_guess() {
+            if decision.writes.is_empty() && !guessed {
                 return Ok(decision);
             }
-            let guessed = snapshot.is_guess();
             match store.commit(snapshot, decision.writes.clone()).await {
                 Ok(Commit::Applied) => return Ok(decision),
                 Ok(Commit::Changed(found)) => {

@@ -219,21 +219,19 @@ async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
                 return;
             }
             Ok(Commit::Changed(found)) => {
-                // Should every guard hold in what came back, etcd and `holds_in` disagree:
-                // answer everyone rather than loop.
-                let progress = pending
-                    .iter()
-                    .zip(&found)
-                    .any(|(request, found)| !request.snapshot.holds_in(found));
-                let mut again = Vec::new();
-                for (request, found) in pending.into_iter().zip(found) {
-                    if progress && request.snapshot.holds_in(&found) {
-                        again.push(request);
-                    } else {
-                        let _ = request.reply.send(Ok(Commit::Changed(found)));
-                    }
+                let (mut held, mut changed): (Vec<_>, Vec<_>) = pending
+                    .into_iter()
+                    .zip(found)
+                    .partition(|(request, found)| request.snapshot.holds_in(found));
+                if changed.is_empty() {
+                    // Every guard holds in what came back: etcd and `holds_in` disagree.
+                    // Answer everyone rather than loop.
+                    std::mem::swap(&mut held, &mut changed);
                 }
-                pending = again;
+                for (request, found) in changed {
+                    let _ = request.reply.send(Ok(Commit::Changed(found)));
+                }
+                pending = held.into_iter().map(|(request, _)| request).collect();
             }
             Err(error) if pending.len() == 1 => {
                 let request = pending.pop().expect("one request");
