@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # The main job in one command: services up, build, start the pipeline, publish the seed's
 # Heat result, print the three records, stop the pipeline cleanly.
+# Services come from scripts/setup.sh: native RabbitMQ and etcd by default (ones that
+# already answer are used as they are), docker compose only with SETUP_COMPOSE=1. The
+# pipeline itself always runs here as a host process.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
+if [[ "${SETUP_COMPOSE:-0}" == 1 ]]; then
+  echo "==> services: docker compose (SETUP_COMPOSE=1)" >&2
+else
+  echo "==> services: native (set SETUP_COMPOSE=1 for docker compose)" >&2
+fi
 eval "export $(bash scripts/setup.sh)"
+echo "==> using AMQP_URL=${AMQP_URL//guest:guest@/guest:***@} ETCD_ENDPOINTS=$ETCD_ENDPOINTS" >&2
 # A pipeline name and key prefix of its own, so the demo never mixes with other data.
 export PIPELINE_NAME="${PIPELINE_NAME:-heat-pipeline-demo}"
 export ETCD_KEY_PREFIX="${ETCD_KEY_PREFIX-}"

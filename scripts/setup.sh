@@ -3,9 +3,15 @@
 # protobuf compiler that etcd-client's build needs). Idempotent: safe to run
 # again, it only installs or starts what is missing.
 #
-# With a working Docker engine it uses docker compose; set SETUP_NATIVE=1 to
-# force native services (CI does). Progress goes to stderr; the last line on
-# stdout is the env the tests use, so `export $(scripts/setup.sh)` works.
+# Two paths; it says on stderr which one it took:
+# - native (the default, and what CI uses): Debian's packages, started on this host;
+#   services that already answer on their ports are used as they are.
+# - compose, only when asked with SETUP_COMPOSE=1: `docker compose up --wait rabbitmq
+#   etcd` (compose v2). Host ports AMQP_HOST_PORT (5672), ETCD_HOST_PORT (2379) and
+#   RABBITMQ_MGMT_HOST_PORT (15672) must be free: it never binds a port that is taken.
+#   SETUP_COMPOSE_OFFLINE=1 adds docker-compose.offline.yml (images of scripts/images.sh).
+# Progress goes to stderr; the last line on stdout is the env the tests use, so
+# `export $(scripts/setup.sh)` works.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,30 +29,49 @@ print_env() {
   echo "AMQP_URL=amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2f ETCD_ENDPOINTS=http://127.0.0.1:$ETCD_CLIENT_PORT"
 }
 
-# --- Docker path -------------------------------------------------------------
-compose() {
-  if docker compose version >/dev/null 2>&1; then
-    docker compose "$@"
-  else
-    docker-compose "$@"
-  fi
-}
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-if [[ "${SETUP_NATIVE:-0}" != 1 ]] && command -v docker >/dev/null 2>&1 &&
-  docker info >/dev/null 2>&1; then
-  if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
-    log "Docker engine found; starting rabbitmq and etcd with compose"
-    # The services run in containers, but cargo builds etcd-client on this host.
-    if ! command -v protoc >/dev/null 2>&1 || [[ ! -e /usr/include/google/protobuf/descriptor.proto ]]; then
-      log "note: building the tests here needs protoc and its .proto files:" \
-        "apt-get install protobuf-compiler libprotobuf-dev"
-    fi
-    compose up -d --wait rabbitmq etcd >&2
-    print_env
-    exit 0
+# --- Compose path (SETUP_COMPOSE=1 only) -----------------------------------------
+if [[ "${SETUP_COMPOSE:-0}" == 1 ]]; then
+  log "path: compose (SETUP_COMPOSE=1)"
+  if ! { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }; then
+    log "SETUP_COMPOSE=1 but no Docker engine answers"
+    exit 1
   fi
-  log "Docker engine found but no compose; falling back to native services"
+  docker compose version >/dev/null 2>&1 ||
+    { log "SETUP_COMPOSE=1 needs compose v2 (\`docker compose\`; scripts/compose-test.sh installs it)"; exit 1; }
+  export AMQP_HOST_PORT="${AMQP_HOST_PORT:-5672}"
+  export ETCD_HOST_PORT="${ETCD_HOST_PORT:-$ETCD_CLIENT_PORT}"
+  export RABBITMQ_MGMT_HOST_PORT="${RABBITMQ_MGMT_HOST_PORT:-15672}"
+  files=(-f docker-compose.yml)
+  if [[ "${SETUP_COMPOSE_OFFLINE:-0}" == 1 ]]; then
+    files+=(-f docker-compose.offline.yml)
+    log "offline images (docker-compose.offline.yml; build them with scripts/images.sh)"
+  fi
+  # Ports of a stack this project already runs are fine; anything else on them is not.
+  running=$(docker compose "${files[@]}" ps -q rabbitmq etcd 2>/dev/null | wc -l)
+  if ((running < 2)); then
+    for port in "$AMQP_HOST_PORT" "$ETCD_HOST_PORT" "$RABBITMQ_MGMT_HOST_PORT"; do
+      if port_in_use "$port"; then
+        log "127.0.0.1:$port is taken (a native RabbitMQ or etcd?): not starting compose on it."
+        log "pick free ports (AMQP_HOST_PORT, ETCD_HOST_PORT, RABBITMQ_MGMT_HOST_PORT), or use the native path (no SETUP_COMPOSE)"
+        exit 1
+      fi
+    done
+  fi
+  # The services run in containers, but cargo builds etcd-client on this host.
+  if ! command -v protoc >/dev/null 2>&1 || [[ ! -e /usr/include/google/protobuf/descriptor.proto ]]; then
+    log "note: building the tests here needs protoc and its .proto files:" \
+      "apt-get install protobuf-compiler libprotobuf-dev"
+  fi
+  docker compose "${files[@]}" up -d --wait rabbitmq etcd >&2
+  RABBIT_PORT=$AMQP_HOST_PORT
+  ETCD_CLIENT_PORT=$ETCD_HOST_PORT
+  print_env
+  exit 0
 fi
+
+log "path: native (Debian packages on this host; SETUP_COMPOSE=1 for docker compose)"
 
 # --- Native path: packages ---------------------------------------------------
 SUDO=()
