@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use etcd_client::{Client, CompactionOptions, DeleteOptions, EventType, WatchOptions};
 use heat_pipeline::amqp::{self, Topology};
-use heat_pipeline::publish::input_properties;
+use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::Channel;

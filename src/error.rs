@@ -1,6 +1,6 @@
-//! The two kinds of failure a stage distinguishes, because they call for opposite actions:
-//! a [`Rejection`] can never succeed and is dead-lettered at once; a [`Transient`] error is
-//! retried with backoff and never dead-lettered.
+//! Why a message can never succeed: a [`Rejection`] is dead-lettered at once. Its opposite,
+//! a transient failure of etcd that is retried and never dead-lettered, is the store's
+//! `Transient` (`store/error.rs`); pure stage logic only ever rejects.
 
 use std::fmt;
 
@@ -59,19 +59,4 @@ impl Rejection {
     pub fn invalid(detail: impl Into<String>) -> Self {
         Rejection::new(RejectKind::InvalidMessage, detail)
     }
-}
-
-/// A failure of the store or the broker that may go away by itself (unavailable, timed out,
-/// connection reset). The message is kept and the step retried.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct Transient(pub String);
-
-/// Everything that can stop one message's step.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StepError {
-    #[error("rejected: {0}")]
-    Rejected(#[from] Rejection),
-    #[error("transient: {0}")]
-    Transient(#[from] Transient),
 }

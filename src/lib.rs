@@ -13,21 +13,19 @@
 //! `docs/ARCHITECTURE.md` is the map of how these fit together.
 
 pub mod amqp;
+pub mod app;
 pub mod config;
-pub mod dlq;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
 pub mod message;
+pub mod ops;
 pub mod plan;
-pub mod publish;
 pub mod pyjson;
 pub mod records;
 pub mod runner;
 pub mod secrets;
-pub mod show;
 pub mod stages;
-pub mod status;
 pub mod store;
 pub mod strict_json;
 pub mod telemetry;

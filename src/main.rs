@@ -8,9 +8,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use commands::dlq::DlqArgs;
 use commands::healthcheck::HealthcheckArgs;
 use commands::publish::PublishArgs;
-use commands::run::RunArgs;
 use commands::show::ShowArgs;
 use commands::status::StatusArgs;
+use heat_pipeline::app::RunSettings;
 use heat_pipeline::config::Settings;
 
 /// Turns OpenStack Heat stack results into the state records kept in etcd.
@@ -37,7 +37,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a stage's consumer (or all three) until SIGTERM or SIGINT, then drain and exit 0.
-    Run(RunArgs),
+    Run(RunSettings),
     /// Publish Heat results (one JSON document per file, or JSON lines) to the input exchange.
     Publish(PublishArgs),
     /// Print the three records of a resource.

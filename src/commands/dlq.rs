@@ -45,7 +45,7 @@ enum DlqCommand {
 }
 
 pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<ExitCode> {
-    use heat_pipeline::dlq;
+    use heat_pipeline::ops::dlq;
     use std::io::{BufRead, Write};
 
     let url = &settings.amqp_config()?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use heat_pipeline::config::Settings;
-use heat_pipeline::publish;
+use heat_pipeline::ops::publish;
 use tokio::io::AsyncReadExt;
 
 #[derive(Debug, clap::Args)]

@@ -17,7 +17,8 @@ pub(crate) struct ShowArgs {
 pub(crate) async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings.store_config()?).await?;
     let records =
-        heat_pipeline::show::records(&store, &settings.keyspace(), &args.path, &args.id).await?;
+        heat_pipeline::ops::show::records(&store, &settings.keyspace(), &args.path, &args.id)
+            .await?;
     for record in &records {
         println!("{}: {}", record.name, record.key);
         match (&record.value, &record.removed) {

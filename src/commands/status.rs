@@ -22,7 +22,7 @@ enum StatusFormat {
 
 pub(crate) async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = settings.amqp_config()?;
-    let status = heat_pipeline::status::status(&url, &settings.topology())
+    let status = heat_pipeline::ops::status::status(&url, &settings.topology())
         .await
         .with_context(|| format!("RabbitMQ {url}"))?;
     match args.format {

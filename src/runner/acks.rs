@@ -26,6 +26,12 @@ const HOLD: Duration = Duration::from_millis(5);
 /// restart.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The batcher has stopped (its session is closing): the delivery stays unacked and the
+/// broker redelivers it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the ack batcher has stopped")]
+pub(super) struct BatcherStopped;
+
 /// The handle the delivery tasks use; [`Acks::finish`] flushes and stops the batcher.
 pub(super) struct Acks {
     tx: mpsc::Sender<(u64, Acker)>,
@@ -49,11 +55,8 @@ impl Acks {
 
     /// Hands over a finished delivery. An error means the batcher is gone (the session is
     /// closing); the delivery then stays unacked and is redelivered.
-    pub(super) async fn done(&self, tag: u64, acker: Acker) -> Result<(), String> {
-        self.tx
-            .send((tag, acker))
-            .await
-            .map_err(|_| "the ack batcher has stopped".to_string())
+    pub(super) async fn done(&self, tag: u64, acker: Acker) -> Result<(), BatcherStopped> {
+        self.tx.send((tag, acker)).await.map_err(|_| BatcherStopped)
     }
 
     /// Acks everything handed over so far and stops, waiting at most `within` (then the

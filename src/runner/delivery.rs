@@ -8,14 +8,15 @@ use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
 
+use super::acks::BatcherStopped;
+use super::link::SessionLink;
 use super::sequencer::Turn;
-use super::session::Session;
-use super::{store_backoff, Worker};
-use crate::amqp::{header_str, long_string, publish_confirmed, PublishError};
-use crate::error::{Rejection, StepError};
+use super::worker::{store_backoff, Worker};
+use crate::amqp::{header_str, long_string, PublishError};
+use crate::error::Rejection;
 use crate::plan::{Decision, Outcome};
 use crate::stages::{Stage, StageName};
-use crate::store::Commit;
+use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
     EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StoreRetried,
 };
@@ -27,7 +28,7 @@ enum Fault {
     #[error("publish failed: {0}")]
     Publish(#[from] PublishError),
     #[error("ack failed: {0}")]
-    Ack(String),
+    Ack(#[from] BatcherStopped),
 }
 
 /// A delivery as the consumer loop hands it over.
@@ -42,7 +43,7 @@ pub(super) enum Work<S: Stage> {
 /// acked (done or dead-lettered), or unacked for the broker to redeliver.
 pub(super) async fn handle<S: Stage>(
     worker: Arc<Worker<S>>,
-    session: Arc<Session>,
+    session: Arc<SessionLink>,
     delivery: Delivery,
     work: Work<S>,
 ) {
@@ -62,18 +63,18 @@ pub(super) async fn handle<S: Stage>(
     let work = process(&worker, &session, &delivery, work, &trace).instrument(span.clone());
     let result = tokio::select! {
         // Abandoned (session lost or drain deadline): leave it unacked.
-        _ = session.abandon.cancelled() => return,
+        _ = session.abandoned() => return,
         result = work => result,
     };
     if let Err(fault) = result {
         span.in_scope(|| tracing::warn!(%fault, "message left for redelivery"));
-        session.broken.cancel();
+        session.mark_broken();
     }
 }
 
 async fn process<S: Stage>(
     worker: &Worker<S>,
-    session: &Session,
+    session: &SessionLink,
     delivery: &Delivery,
     work: Work<S>,
     trace: &TraceParent,
@@ -101,16 +102,16 @@ async fn process<S: Stage>(
     drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
         let properties = forwarded_properties(delivery, trace);
-        publish_confirmed(
-            &session.publish,
-            worker.pipeline.topology.exchange(),
-            next.routing_key(),
-            body,
-            properties,
-        )
-        .await?;
+        session
+            .publish(
+                worker.pipeline.topology.exchange(),
+                next.routing_key(),
+                body,
+                properties,
+            )
+            .await?;
     }
-    ack(session, delivery).await?;
+    session.ack(delivery).await?;
     if stage.name() == StageName::Wrap && decision.outcome == Outcome::Written {
         if let Some(age) = age_since_publish(delivery) {
             EndToEnd { age }.emit();
@@ -207,7 +208,7 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
 /// acks it: the dead letter is the broker's responsibility before the original goes.
 async fn dead_letter<S: Stage>(
     worker: &Worker<S>,
-    session: &Session,
+    session: &SessionLink,
     delivery: &Delivery,
     rejection: &Rejection,
     started: Instant,
@@ -241,15 +242,15 @@ async fn dead_letter<S: Stage>(
         headers.insert(name.into(), value);
     }
     let properties = copy_identity(delivery, BasicProperties::default()).with_headers(headers);
-    publish_confirmed(
-        &session.publish,
-        &worker.pipeline.topology.dead_exchange(),
-        worker.stage.name().as_str(),
-        &delivery.data,
-        properties,
-    )
-    .await?;
-    ack(session, delivery).await?;
+    session
+        .publish(
+            &worker.pipeline.topology.dead_exchange(),
+            worker.stage.name().as_str(),
+            &delivery.data,
+            properties,
+        )
+        .await?;
+    session.ack(delivery).await?;
     MessageRejected {
         stage: worker.stage.name(),
         rejection,
@@ -257,16 +258,6 @@ async fn dead_letter<S: Stage>(
     }
     .emit();
     Ok(())
-}
-
-/// Hands the delivery to the session's ack batcher: from here it is acked with the next
-/// run of finished deliveries, or alone shortly after.
-async fn ack(session: &Session, delivery: &Delivery) -> Result<(), Fault> {
-    session
-        .acks
-        .done(delivery.delivery_tag, delivery.acker.clone())
-        .await
-        .map_err(Fault::Ack)
 }
 
 /// A hand-off keeps the input's identity and headers (publish time), with the trace

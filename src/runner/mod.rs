@@ -12,8 +12,10 @@
 mod acks;
 mod connection;
 mod delivery;
+mod link;
 mod sequencer;
 mod session;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,63 +24,20 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::Topology;
 use crate::stages::Stage;
-use crate::store::{BatchedStore, Store};
+use crate::store::BatchedStore;
 use crate::telemetry::events::Reconnected;
-use crate::telemetry::health::Health;
+use session::{OpenError, Session, SessionEnd};
+use worker::Worker;
 
 pub use connection::SharedConnection;
-pub use session::SessionEnd;
+pub use worker::{Pipeline, RunOptions};
 
 /// How long opening a session (connect, channels, topology) may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Settings of a stage runner.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Messages handled at once by one stage in this process; also the AMQP prefetch, so the
-    /// broker never hands this process more than it works on.
-    pub concurrency: u16,
-    /// How long a shutdown waits for in-flight messages before returning them to the queue.
-    pub drain_timeout: Duration,
-    /// etcd's `--max-request-bytes`: larger writes are dead-lettered, not retried.
-    pub max_request_bytes: usize,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            concurrency: 32,
-            drain_timeout: Duration::from_secs(30),
-            max_request_bytes: 1536 * 1024,
-        }
-    }
-}
-
-/// What every stage runner of a process shares.
-pub struct Pipeline {
-    /// One connection for every stage of the process, each with its own channels.
-    pub connection: SharedConnection,
-    /// Readiness flags shared with `/readyz`.
-    pub health: Arc<Health>,
-    pub topology: Topology,
-    pub store: Store,
-    pub options: RunOptions,
-}
-
-/// What one stage's deliveries share in a process: survives reconnects.
-struct Worker<S> {
-    stage: S,
-    pipeline: Arc<Pipeline>,
-    /// The stage's own batcher, so that a batch never mixes stages (normalize and wrap
-    /// touch the same job_state keys).
-    store: BatchedStore,
-    sequencer: Arc<sequencer::Sequencer>,
-}
-
 /// Runs `stage` until `shutdown` is cancelled, then drains and returns.
-pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
     let name = stage.name();
     let store = BatchedStore::new(
         pipeline.store.clone(),
@@ -102,11 +61,10 @@ pub async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: Cancella
         }
         attempt += 1;
         // A broker that accepts TCP but never finishes the handshake must not hang us.
-        let opened =
-            match tokio::time::timeout(OPEN_TIMEOUT, session::Session::open(&pipeline)).await {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
-            };
+        let opened = match tokio::time::timeout(OPEN_TIMEOUT, Session::open(&pipeline)).await {
+            Ok(result) => result,
+            Err(_) => Err(OpenError::TimedOut(OPEN_TIMEOUT)),
+        };
         match opened {
             Ok(session) => {
                 tracing::info!(stage = %name, url = %pipeline.connection.config(), "consuming");
@@ -154,18 +112,6 @@ fn reconnect_backoff() -> ExponentialBackoff {
     backoff::ExponentialBackoffBuilder::new()
         .with_initial_interval(Duration::from_millis(200))
         .with_max_interval(Duration::from_secs(10))
-        .with_randomization_factor(0.5)
-        .with_max_elapsed_time(None)
-        .build()
-}
-
-/// Retries a transient store error: at most every 5 s, forever. While the store is down
-/// every in-flight message waits here, prefetch is exhausted and the stage takes no new
-/// work: back-pressure, not failure.
-fn store_backoff() -> ExponentialBackoff {
-    backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_millis(50))
-        .with_max_interval(Duration::from_secs(5))
         .with_randomization_factor(0.5)
         .with_max_elapsed_time(None)
         .build()

@@ -13,27 +13,19 @@ use tokio_util::task::TaskTracker;
 
 use super::acks::Acks;
 use super::delivery::{self, Work};
-use super::{Pipeline, Worker};
+use super::link::SessionLink;
+use super::worker::{Pipeline, Worker};
 use crate::amqp;
 use crate::stages::Stage;
 
-/// A connection with its two channels: deliveries arrive on one, hand-offs and dead
-/// letters leave on the other, with confirms. Separate channels keep a publish back-pressure
-/// from stalling acks.
+/// A connection with its two channels: deliveries arrive on the consume channel; hand-offs
+/// and dead letters leave through the [`SessionLink`], which is all a delivery task sees.
 pub(super) struct Session {
     /// Held so that the connection outlives the session's channels, and watched (see
     /// [`HEALTH_CHECK`]).
     connection: Arc<Connection>,
-    pub(super) consume: Channel,
-    pub(super) publish: Channel,
-    /// Cancelled by any task that finds the session broken (an ack or publish failed), so
-    /// that the runner reconnects instead of consuming into a dead channel.
-    pub(super) broken: CancellationToken,
-    /// Cancelled to stop in-flight tasks: the session was lost, or the drain deadline passed.
-    /// Their deliveries stay unacked and the broker redelivers them.
-    pub(super) abandon: CancellationToken,
-    /// Acks finished deliveries in batches (`multiple`).
-    pub(super) acks: Acks,
+    consume: Channel,
+    link: Arc<SessionLink>,
 }
 
 /// How often a session checks that its connection and channels are still up. lapin does
@@ -45,15 +37,44 @@ const HEALTH_CHECK: Duration = Duration::from_secs(1);
 /// The longest a session's teardown waits for the broker (final acks, channel closes).
 const TEARDOWN: Duration = Duration::from_secs(5);
 
+/// Why [`Session::open`] failed; the runner retries either with backoff.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OpenError {
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    /// A broker that accepts TCP but never finishes the handshake must not hang a stage.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
 /// Why [`Session::consume`] returned.
 #[derive(Debug)]
-pub enum SessionEnd {
+pub(super) enum SessionEnd {
     Shutdown,
-    Lost(String),
+    Lost(Loss),
+}
+
+/// How a session was lost; the runner reconnects after each.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Loss {
+    #[error("cannot consume: {0}")]
+    ConsumeRefused(lapin::Error),
+    #[error("an ack or publish failed")]
+    AckOrPublishFailed,
+    #[error("the broker connection is gone")]
+    ConnectionGone,
+    #[error("a channel was closed")]
+    ChannelClosed,
+    #[error("the consumer failed: {0}")]
+    Consumer(lapin::Error),
+    /// The broker cancelled the consumer (queue deleted, its leader's node down): not the
+    /// end of the work.
+    #[error("the broker cancelled the consumer")]
+    Cancelled,
 }
 
 impl Session {
-    pub(super) async fn open(pipeline: &Pipeline) -> Result<Session, lapin::Error> {
+    pub(super) async fn open(pipeline: &Pipeline) -> Result<Session, OpenError> {
         let connection = pipeline.connection.get().await?;
         let consume = connection.create_channel().await?;
         let publish = amqp::confirm_channel(&connection).await?;
@@ -62,25 +83,25 @@ impl Session {
             .basic_qos(pipeline.options.concurrency, BasicQosOptions::default())
             .await?;
         let broken = CancellationToken::new();
+        let acks = Acks::start(
+            2 * usize::from(pipeline.options.concurrency),
+            broken.clone(),
+        );
         Ok(Session {
             connection,
             consume,
-            publish,
-            acks: Acks::start(
-                2 * usize::from(pipeline.options.concurrency),
-                broken.clone(),
-            ),
-            broken,
-            abandon: CancellationToken::new(),
+            link: Arc::new(SessionLink::new(publish, acks, broken)),
         })
     }
 
     /// Why the session can no longer work, if it cannot.
-    fn lost(&self) -> Option<&'static str> {
+    fn lost(&self) -> Option<Loss> {
         if !self.connection.status().connected() {
-            Some("the broker connection is gone")
-        } else if !self.consume.status().connected() || !self.publish.status().connected() {
-            Some("a channel was closed")
+            Some(Loss::ConnectionGone)
+        } else if !self.consume.status().connected()
+            || !self.link.publish_channel().status().connected()
+        {
+            Some(Loss::ChannelClosed)
         } else {
             None
         }
@@ -106,19 +127,19 @@ impl Session {
             .await
         {
             Ok(consumer) => consumer,
-            Err(error) => return SessionEnd::Lost(format!("cannot consume: {error}")),
+            Err(error) => return SessionEnd::Lost(Loss::ConsumeRefused(error)),
         };
 
-        let session = Arc::new(self);
+        let session = self;
         let tasks = TaskTracker::new();
         let mut health_check = tokio::time::interval(HEALTH_CHECK);
         let end = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break SessionEnd::Shutdown,
-                _ = session.broken.cancelled() => break SessionEnd::Lost("an ack or publish failed".into()),
-                _ = health_check.tick() => if let Some(lost) = session.lost() {
-                    break SessionEnd::Lost(lost.into());
+                _ = session.link.broken().cancelled() => break SessionEnd::Lost(Loss::AckOrPublishFailed),
+                _ = health_check.tick() => if let Some(loss) = session.lost() {
+                    break SessionEnd::Lost(loss);
                 },
                 next = consumer.next() => match next {
                     Some(Ok(message)) => {
@@ -132,12 +153,10 @@ impl Session {
                             }
                             Err(rejection) => Work::Reject(rejection),
                         };
-                        tasks.spawn(delivery::handle(worker.clone(), session.clone(), message, work));
+                        tasks.spawn(delivery::handle(worker.clone(), session.link.clone(), message, work));
                     }
-                    Some(Err(error)) => break SessionEnd::Lost(error.to_string()),
-                    // The broker cancelled the consumer (queue deleted, node down): not the
-                    // end of the work.
-                    None => break SessionEnd::Lost("the broker cancelled the consumer".into()),
+                    Some(Err(error)) => break SessionEnd::Lost(Loss::Consumer(error)),
+                    None => break SessionEnd::Lost(Loss::Cancelled),
                 },
             }
         };
@@ -162,14 +181,14 @@ impl Session {
             }
             SessionEnd::Lost(_) => {}
         }
-        session.abandon.cancel();
+        session.link.abandon();
         tasks.wait().await;
         // Every finished delivery is acked before the channel closes; the rest go back.
         // Bounded, like the closes: on a dead connection lapin may never answer.
-        session.acks.finish(TEARDOWN).await;
+        session.link.acks().finish(TEARDOWN).await;
         // Closing the channels returns every unacked delivery to the queue. The connection
         // stays for the other stages (and the next session).
-        for channel in [&session.consume, &session.publish] {
+        for channel in [&session.consume, session.link.publish_channel()] {
             let close = channel.close(200, "heat-pipeline closing".into());
             let _ = tokio::time::timeout(TEARDOWN, close).await;
         }

@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{Commit, Store};
-use crate::error::{StepError, Transient};
+use super::{Commit, StepError, Store, Transient};
 use crate::plan::{Snapshot, Write};
 use crate::stages::StageName;
 use crate::telemetry::events::EtcdRequest;
@@ -59,10 +58,8 @@ impl BatchedStore {
         self.reads
             .send(ReadRequest { keys, reply })
             .await
-            .map_err(|_| Transient("the store batcher stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Transient("the store batcher dropped a read".into()))?
+            .map_err(|_| Transient::BatcherStopped)?;
+        answer.await.map_err(|_| Transient::BatcherStopped)?
     }
 
     /// Applies `writes` if the keys still hold what `snapshot` says; otherwise returns
@@ -81,10 +78,8 @@ impl BatchedStore {
         self.commits
             .send(request)
             .await
-            .map_err(|_| Transient("the store batcher stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Transient("the store batcher dropped a commit".into()))?
+            .map_err(|_| Transient::BatcherStopped)?;
+        answer.await.map_err(|_| Transient::BatcherStopped)?
     }
 }
 

@@ -13,13 +13,14 @@ use etcd_client::{
     TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 
-use crate::error::{RejectKind, Rejection, StepError, Transient};
 use crate::plan::{Guard, Snapshot, Stored, Write};
 use crate::secrets::{Secret, TlsPem};
 
 mod batch;
+mod error;
 
 pub use batch::BatchedStore;
+pub use error::{StepError, Transient};
 
 /// How to reach etcd: endpoints, request timeout, TLS and credentials. Built from the
 /// settings by `Settings::store_config`; prints without secrets.
@@ -168,7 +169,7 @@ impl Store {
             .clone()
             .txn(Txn::new().and_then(gets))
             .await
-            .map_err(|e| Transient(format!("etcd read failed: {e}")))?;
+            .map_err(|e| Transient::request("read", e))?;
         snapshots(
             response.op_responses(),
             key_lists.iter().map(|keys| keys.iter().map(String::as_str)),
@@ -221,7 +222,7 @@ impl Store {
             .clone()
             .txn(Txn::new().when(guards).and_then(ops).or_else(reads))
             .await
-            .map_err(classify_write_error)?;
+            .map_err(error::classify_write_error)?;
         if response.succeeded() {
             return Ok(Commit::Applied);
         }
@@ -240,7 +241,7 @@ impl Store {
             .clone()
             .get(key, options)
             .await
-            .map_err(|e| Transient(format!("etcd read of {key} failed: {e}")))?;
+            .map_err(|e| Transient::request("get", e))?;
         Ok(response.kvs().first().map(|kv| Stored {
             value: kv.value().to_vec(),
             mod_revision: kv.mod_revision(),
@@ -268,7 +269,9 @@ fn snapshots<'a>(
         let mut snapshot = Snapshot::default();
         for key in keys {
             let Some(TxnOpResponse::Get(get)) = responses.next() else {
-                return Err(Transient(format!("etcd answered a read of {key} oddly")));
+                return Err(Transient::OddAnswer {
+                    key: key.to_string(),
+                });
             };
             let stored = get.kvs().first().map(|kv| Stored {
                 value: kv.value().to_vec(),
@@ -349,22 +352,4 @@ fn error_chain(message: String, mut source: Option<&(dyn std::error::Error + 'st
         source = cause.source();
     }
     parts.join(": ")
-}
-
-/// etcd refuses an oversized request with a status no retry can change; everything else
-/// (unavailable, timed out, no leader, connection reset) may pass.
-fn classify_write_error(error: etcd_client::Error) -> StepError {
-    match &error {
-        etcd_client::Error::GRpcStatus(status)
-            if status.message().contains("too large")
-                || status.message().contains("message length") =>
-        {
-            Rejection::new(
-                RejectKind::RecordTooLarge,
-                format!("etcd refused the write: {}", status.message()),
-            )
-            .into()
-        }
-        _ => Transient(format!("etcd write failed: {error}")).into(),
-    }
 }

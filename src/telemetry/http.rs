@@ -1,7 +1,6 @@
 //! The operator endpoints: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
 //! (200 only while connected to the broker and to etcd, 503 with the reasons otherwise).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,6 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
@@ -19,16 +19,15 @@ struct Endpoints {
     health: Arc<Health>,
 }
 
-/// Binds `addr` (port 0 picks a free one) and serves until `shutdown`. Returns the bound
-/// address, which is logged so that a port picked by the system can be found.
-pub async fn serve(
-    addr: SocketAddr,
+/// Serves on `listener` until `shutdown`. The bound address is logged, so that a port picked
+/// by the system (port 0) can be found.
+pub fn serve(
+    listener: TcpListener,
     metrics: PrometheusHandle,
     health: Arc<Health>,
     shutdown: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
+) {
+    let bound = listener.local_addr();
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -42,8 +41,9 @@ pub async fn serve(
             tracing::error!(%error, "the HTTP server stopped");
         }
     });
-    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    Ok(bound)
+    if let Ok(addr) = bound {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
 }
 
 async fn render_metrics(State(endpoints): State<Endpoints>) -> String {

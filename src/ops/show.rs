@@ -1,8 +1,7 @@
 //! `heat-pipeline show`: the three records of one resource.
 
-use crate::error::Transient;
 use crate::keys::Keyspace;
-use crate::store::Store;
+use crate::store::{Store, Transient};
 
 /// One record as `show` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,12 +17,9 @@ use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
 
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ErrorKind};
+use lapin::{BasicProperties, Channel, Connection};
 
 use crate::amqp::{self, header_str, PublishError, Topology};
 use crate::stages::StageName;
@@ -389,32 +386,14 @@ async fn open(url: &amqp::AmqpConfig, role: &str) -> Result<(Connection, Channel
     Ok((connection, channel))
 }
 
-/// Ready messages in `queue`, by a passive declare on a channel of its own: a missing
-/// queue closes the channel it was asked on.
+/// Ready messages in `queue`; a missing queue is an error here.
 async fn ready_count(connection: &Connection, queue: &str) -> Result<u32, DlqError> {
-    let channel = connection.create_channel().await?;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let declared = channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await;
-    match declared {
-        Ok(declared) => {
-            let _ = channel.close(200, "done".into()).await;
-            Ok(declared.message_count())
-        }
-        Err(error) if is_not_found(&error) => Err(DlqError::NoQueue {
+    match amqp::queue_counts(connection, queue).await? {
+        Some(counts) => Ok(counts.ready),
+        None => Err(DlqError::NoQueue {
             queue: queue.to_string(),
         }),
-        Err(error) => Err(error.into()),
     }
-}
-
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(error.kind(), ErrorKind::ProtocolError(e)
-        if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }
 
 /// Takes up to `limit` messages from `queue` without acking them: they stay the broker's,

@@ -13,12 +13,10 @@
 
 use std::fmt;
 
-use lapin::options::QueueDeclareOptions;
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::FieldTable;
-use lapin::{Connection, ErrorKind};
+use lapin::Connection;
 
-use crate::amqp::{self, AmqpConfig, Topology};
+pub use crate::amqp::QueueCounts;
+use crate::amqp::{self, queue_counts, AmqpConfig, Topology};
 use crate::stages::StageName;
 
 /// What stopped the status from being read at all (a missing queue does not: see
@@ -37,16 +35,6 @@ pub enum StatusError {
         #[source]
         source: lapin::Error,
     },
-}
-
-/// A queue as the broker reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueCounts {
-    /// Messages waiting to be delivered. Messages delivered but not yet acked are not
-    /// counted: they are in the hands of a consumer.
-    pub ready: u32,
-    /// Consumers attached: the stage processes (one per process and stage) working on it.
-    pub consumers: u32,
 }
 
 /// One stage: its queue and its dead-letter queue. `None` means the queue does not exist
@@ -178,8 +166,16 @@ async fn read_stages(
     for stage in StageName::ALL {
         let queue = topology.queue(stage);
         let dead_queue = topology.dead_queue(stage);
-        let counts = passive_declare(connection, &queue).await?;
-        let dead = passive_declare(connection, &dead_queue).await?;
+        let failed = |queue: &str| {
+            let queue = queue.to_string();
+            |source| StatusError::Queue { queue, source }
+        };
+        let counts = queue_counts(connection, &queue)
+            .await
+            .map_err(failed(&queue))?;
+        let dead = queue_counts(connection, &dead_queue)
+            .await
+            .map_err(failed(&dead_queue))?;
         stages.push(StageStatus {
             stage,
             queue,
@@ -189,41 +185,4 @@ async fn read_stages(
         });
     }
     Ok(stages)
-}
-
-/// Asks the broker about `queue` without creating it; `None` if it does not exist. On a
-/// channel of its own, because a missing queue closes the channel it was asked on.
-async fn passive_declare(
-    connection: &Connection,
-    queue: &str,
-) -> Result<Option<QueueCounts>, StatusError> {
-    let failed = |source| StatusError::Queue {
-        queue: queue.to_string(),
-        source,
-    };
-    let channel = connection.create_channel().await.map_err(failed)?;
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    match channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-    {
-        Ok(declared) => {
-            let _ = channel.close(200, "done".into()).await;
-            Ok(Some(QueueCounts {
-                ready: declared.message_count(),
-                consumers: declared.consumer_count(),
-            }))
-        }
-        // The broker has closed this channel already.
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(failed(error)),
-    }
-}
-
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(error.kind(), ErrorKind::ProtocolError(e)
-        if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
 }

@@ -1,0 +1,96 @@
+//! What a running process is made of: the shared [`Settings`] plus the `run` command's own
+//! settings, resolved into one [`AppConfig`] that [`super::App`] is built from.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::amqp::{AmqpConfig, Topology};
+use crate::config::Settings;
+use crate::keys::Keyspace;
+use crate::runner::RunOptions;
+use crate::secrets::SettingError;
+use crate::stages::StageName;
+use crate::store::StoreConfig;
+
+/// Which stages a process runs.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StageChoice {
+    Capture,
+    Normalize,
+    Wrap,
+    /// All three stages in one process (small sites, the demo).
+    All,
+}
+
+impl StageChoice {
+    pub fn stages(self) -> Vec<StageName> {
+        match self {
+            StageChoice::Capture => vec![StageName::Capture],
+            StageChoice::Normalize => vec![StageName::Normalize],
+            StageChoice::Wrap => vec![StageName::Wrap],
+            StageChoice::All => StageName::ALL.to_vec(),
+        }
+    }
+}
+
+/// `heat-pipeline run`'s own settings (each also an environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunSettings {
+    /// Which stage to run.
+    #[arg(value_enum)]
+    pub stage: StageChoice,
+
+    /// Messages handled at once per stage; also the AMQP prefetch.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// How long SIGTERM waits for in-flight messages before returning them to the queue.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Where to serve /metrics, /healthz and /readyz (port 0: any free port, logged).
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: SocketAddr,
+
+    /// etcd's --max-request-bytes; larger records are dead-lettered.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
+    pub etcd_max_request_bytes: usize,
+}
+
+/// Everything [`super::App::build`] needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub amqp: AmqpConfig,
+    pub store: StoreConfig,
+    pub topology: Topology,
+    pub keys: Keyspace,
+    /// The stages this process runs, each once.
+    pub stages: Vec<StageName>,
+    pub options: RunOptions,
+    pub http_addr: SocketAddr,
+}
+
+impl AppConfig {
+    /// Reads the secret files and checks the URLs now, so that a bad setting fails at
+    /// start-up, by name.
+    pub fn from_settings(
+        settings: &Settings,
+        run: &RunSettings,
+    ) -> Result<AppConfig, SettingError> {
+        Ok(AppConfig {
+            amqp: settings.amqp_config()?,
+            store: settings.store_config()?,
+            topology: settings.topology(),
+            keys: settings.keyspace(),
+            stages: run.stage.stages(),
+            options: RunOptions {
+                concurrency: run.concurrency,
+                drain_timeout: run.drain_timeout,
+                max_request_bytes: run.etcd_max_request_bytes,
+            },
+            http_addr: run.http_addr,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! What one stage's deliveries share in a process, across its broker sessions: the
+//! process's [`Pipeline`] (connection, store, topology, settings) and the stage's own
+//! store batcher and per-resource sequencer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+
+use super::connection::SharedConnection;
+use super::sequencer::Sequencer;
+use crate::amqp::Topology;
+use crate::store::{BatchedStore, Store};
+use crate::telemetry::health::Health;
+
+/// Settings of a stage runner.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Messages handled at once by one stage in this process; also the AMQP prefetch, so the
+    /// broker never hands this process more than it works on.
+    pub concurrency: u16,
+    /// How long a shutdown waits for in-flight messages before returning them to the queue.
+    pub drain_timeout: Duration,
+    /// etcd's `--max-request-bytes`: larger writes are dead-lettered, not retried.
+    pub max_request_bytes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            concurrency: 32,
+            drain_timeout: Duration::from_secs(30),
+            max_request_bytes: 1536 * 1024,
+        }
+    }
+}
+
+/// What every stage runner of a process shares.
+pub struct Pipeline {
+    /// One connection for every stage of the process, each with its own channels.
+    pub connection: SharedConnection,
+    /// Readiness flags shared with `/readyz`.
+    pub health: Arc<Health>,
+    pub topology: Topology,
+    pub store: Store,
+    pub options: RunOptions,
+}
+
+/// What one stage's deliveries share in a process: survives reconnects.
+pub(super) struct Worker<S> {
+    pub(super) stage: S,
+    pub(super) pipeline: Arc<Pipeline>,
+    /// The stage's own batcher, so that a batch never mixes stages (normalize and wrap
+    /// touch the same job_state keys).
+    pub(super) store: BatchedStore,
+    pub(super) sequencer: Arc<Sequencer>,
+}
+
+/// Retries a transient store error: at most every 5 s, forever. While the store is down
+/// every in-flight message waits here, prefetch is exhausted and the stage takes no new
+/// work: back-pressure, not failure.
+pub(super) fn store_backoff() -> ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(Duration::from_millis(50))
+        .with_max_interval(Duration::from_secs(5))
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
