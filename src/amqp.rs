@@ -136,6 +136,20 @@ pub fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
 
+/// Why `AMQP_URL` (with the other AMQP settings) cannot be used. Every variant shows the
+/// URL with its password masked, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("AMQP_URL {shown} is not a valid AMQP URL: {reason}")]
+    Malformed { shown: String, reason: String },
+    #[error("AMQP_PASSWORD_FILE is set but AMQP_URL {url} names no user (amqp://USER@host/...)")]
+    NoUser { url: String },
+    #[error(
+        "AMQP_CA_FILE, AMQP_CERT_FILE or AMQP_KEY_FILE is set but AMQP_URL {url} is not amqps://"
+    )]
+    TlsWithoutAmqps { url: String },
+}
+
 /// How to reach RabbitMQ: the URL (`AMQP_URL`), a password that replaces the URL's
 /// (`AMQP_PASSWORD_FILE`) and, for `amqps://`, the CA and client certificate. It prints (with
 /// `{}` and `{:?}`) as the URL with its password masked.
@@ -179,7 +193,7 @@ impl AmqpConfig {
     }
 
     /// The URL parsed, with the password put in. Errors never show the password.
-    pub fn uri(&self) -> Result<AMQPUri, String> {
+    pub fn uri(&self) -> Result<AMQPUri, UrlError> {
         let mut uri = self.url.parse::<AMQPUri>().map_err(|e| {
             // Unparsed, a password cannot be told from the rest: show no URL with an '@'.
             let shown = if self.url.contains('@') {
@@ -187,25 +201,23 @@ impl AmqpConfig {
             } else {
                 format!("{:?}", self.url)
             };
-            let e = e.replace(&self.url, "...");
-            format!("AMQP_URL {shown} is not a valid AMQP URL: {e}")
+            UrlError::Malformed {
+                shown,
+                reason: e.replace(&self.url, "..."),
+            }
         })?;
         if let Some(password) = &self.password {
             if userinfo(&self.url).is_none_or(|u| u.split(':').next() == Some("")) {
-                return Err(format!(
-                    "AMQP_PASSWORD_FILE is set but AMQP_URL {} names no user \
-                     (amqp://USER@host/...)",
-                    self.redacted_url()
-                ));
+                return Err(UrlError::NoUser {
+                    url: self.redacted_url(),
+                });
             }
             uri.authority.userinfo.password = password.expose().to_string();
         }
         if uri.scheme != lapin::uri::AMQPScheme::AMQPS && self.tls.is_some() {
-            return Err(format!(
-                "AMQP_CA_FILE, AMQP_CERT_FILE or AMQP_KEY_FILE is set but AMQP_URL {} is not \
-                 amqps://",
-                self.redacted_url()
-            ));
+            return Err(UrlError::TlsWithoutAmqps {
+                url: self.redacted_url(),
+            });
         }
         Ok(uri)
     }
@@ -418,7 +430,8 @@ mod tests {
         // Not even when the URL cannot be parsed.
         let error = AmqpConfig::new("amqp:app:url-secret@rabbit")
             .uri()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(!error.contains("url-secret"), "{error}");
     }
 
@@ -441,7 +454,8 @@ mod tests {
             .with_password(Secret::new("pw"))
             .uri()
             .unwrap_err();
-        assert!(error.contains("names no user"), "{error}");
+        assert!(matches!(error, UrlError::NoUser { .. }), "{error}");
+        assert!(error.to_string().contains("names no user"), "{error}");
         assert!(AmqpConfig::new("amqp://u:p@h/").url_has_password());
         assert!(!AmqpConfig::new("amqp://u@h/").url_has_password());
         assert!(!AmqpConfig::new("amqp://h/x:y@z").url_has_password());
@@ -478,7 +492,8 @@ mod tests {
             .with_tls(tls)
             .uri()
             .unwrap_err();
-        assert!(error.contains("is not amqps://"), "{error}");
+        assert!(matches!(error, UrlError::TlsWithoutAmqps { .. }), "{error}");
+        assert!(error.to_string().contains("is not amqps://"), "{error}");
     }
 
     #[test]

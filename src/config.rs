@@ -22,7 +22,7 @@ const SECURITY: &str = "TLS and credentials";
 /// The broker and store a process talks to, and the names that isolate one pipeline.
 #[derive(Clone, Args)]
 pub struct Settings {
-    /// RabbitMQ URL [default: amqp://guest:****@127.0.0.1:5672/%2f]. A password in it is
+    /// RabbitMQ URL (default amqp://guest:****@127.0.0.1:5672/%2f). A password in it is
     /// refused on the command line: set AMQP_URL in the environment, or AMQP_PASSWORD_FILE.
     #[arg(
         long,
@@ -137,7 +137,9 @@ impl Settings {
         if let Some(tls) = tls.load()? {
             config = config.with_tls(tls);
         }
-        config.uri().map_err(SettingError::Invalid)?;
+        config
+            .uri()
+            .map_err(|e| SettingError::Invalid(e.to_string()))?;
         Ok(config)
     }
 

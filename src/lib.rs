@@ -4,11 +4,15 @@
 //! # Layout
 //! - Pure logic, no I/O: [`message`] (the input and its decoding), [`lifecycle`] (job and
 //!   Heat status to result), [`records`] (the record formats), [`pyjson`] (the
-//!   Python-compatible writer), [`keys`] (etcd keys), [`plan`] (snapshot in, decision out)
-//!   and [`stages`] (each stage's step).
+//!   Python-compatible writer), [`keys`] (etcd keys), [`plan`] (snapshot in, decision out),
+//!   [`stages`] (each stage's step) and [`error`] (why a message is rejected).
 //! - I/O adapters: [`store`] (etcd) and [`amqp`] (RabbitMQ topology and publishing).
 //! - [`runner`]: the one consumer loop shared by every stage.
-//! - [`config`], [`cli`]: settings and the command line, called by the thin `main`.
+//! - [`app`]: one process wired (settings, endpoints, etcd, broker, stages, signals); `main`
+//!   and the integration tests both run it.
+//! - [`telemetry`]: named events (logs and metrics), readiness, `/metrics`, trace context.
+//! - [`ops`]: what the operator commands (`status`, `dlq`, `show`, `publish`) read and write.
+//! - [`config`], [`secrets`], [`strict_json`]: settings, secret handling, strict decoding.
 //!
 //! `docs/ARCHITECTURE.md` is the map of how these fit together.
 

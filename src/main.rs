@@ -2,6 +2,7 @@
 
 mod commands;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -82,7 +83,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr at `info` unless `RUST_LOG` says otherwise. Only a running stage needs
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise, in colour only on a terminal
+/// (a log file or a container's log collector would get escape codes). Only a running stage needs
 /// lapin's own log: a one-shot command reports failures itself, and lapin would add an
 /// ERROR line for every queue a passive declare did not find (`status`, `dlq`).
 fn init_logging(format: LogFormat, running: bool) {
@@ -91,7 +93,8 @@ fn init_logging(format: LogFormat, running: bool) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

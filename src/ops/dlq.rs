@@ -25,7 +25,7 @@ use crate::amqp::{self, header_str, PublishError, Topology};
 use crate::stages::StageName;
 
 /// How many bytes of a body [`DeadLetterInfo::preview`] shows.
-const PREVIEW_BYTES: usize = 72;
+pub const PREVIEW_BYTES: usize = 72;
 
 /// Headers that describe a failure rather than the message. A replay drops them so the
 /// stage sees a fresh message: above all `x-delivery-count`, from which the runner counts
@@ -272,7 +272,7 @@ pub fn describe(position: usize, properties: &BasicProperties, body: &[u8]) -> D
 }
 
 /// The properties of a replayed message: the dead letter's identity and other headers,
-/// without the failure headers (see [`FAILURE_HEADERS`]) and the broker's `x-death*`.
+/// without the failure headers (the `x-error-*` family and the delivery counters) and the broker's `x-death*`.
 pub fn replay_properties(dead: &BasicProperties) -> BasicProperties {
     let kept: FieldTable = dead
         .headers()

@@ -1,9 +1,9 @@
 //! The one consumer loop shared by every stage.
 //!
-//! [`run`] owns the reconnect loop (lapin's auto-recovery is not trusted after a broker
+//! `run` owns the reconnect loop (lapin's auto-recovery is not trusted after a broker
 //! restart): connect, declare the topology, consume until the session fails or shutdown is
 //! asked for, then start over with backoff. Each delivery is handled by
-//! [`delivery::handle`] in its own task; prefetch bounds how many run at once.
+//! `delivery::handle` in its own task; prefetch bounds how many run at once.
 //!
 //! Invariant: a delivery is acked only after its etcd transaction committed and its
 //! hand-off (or dead letter) was confirmed by the broker. Whatever stops a delivery before
