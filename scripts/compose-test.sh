@@ -228,6 +228,7 @@ until [[ -n "$(etcdctl_c get --print-value-only "$STATE_KEY")" ]]; do
 done
 sleep 1 # wrap removes job_state right after writing /state
 seed_ok=ok
+echo "seed example ($RPATH/$ID), records in the compose etcd:"
 for record in heat_stacks job_state state; do
   key=$(jq -r .key "tests/fixtures/seed/$record.port.json")
   got="$LOGDIR/$record.port.got"
@@ -266,13 +267,14 @@ if ! test_binary "$TEST_NAME"; then
   TESTCONTAINERS_FILTER=""
 fi
 summarize_tests() {
-  grep -E '^test result:|^failures:$|^    [a-z_:]+$|panicked at' "$1" | head -40 || true
+  echo "tests ($2):"
+  grep -E '^test result:|^failures:$|^    [a-z_:]+$|panicked at' "$1" | head -40 | sed 's/^/  /' || true
 }
 begin "cargo test --test $TEST_NAME (compose services)"
 status=0
 (cd "$CARGO_TEST_DIR" && AMQP_URL="$AMQP_URL_HOST" ETCD_ENDPOINTS="$ETCD_ENDPOINT_HOST" \
   cargo test --locked --test "$TEST_NAME" "${INTEGRATION_ARGS[@]}") >"$LOGDIR/test-compose.log" 2>&1 || status=$?
-summarize_tests "$LOGDIR/test-compose.log"
+summarize_tests "$LOGDIR/test-compose.log" "cargo test --test $TEST_NAME against the compose services"
 if ((status)); then tail -20 "$LOGDIR/test-compose.log" >&2; end "FAILED (cargo exit $status)"; else end; fi
 
 # --- 5. faults while a stream flows -------------------------------------------------------------
@@ -341,8 +343,8 @@ wait_healthy() { # service, timeout
 
 # Publishes the stream in chunks (about 10/s), each retried until the broker confirms it
 # (a chunk sent twice is harmless: writes are idempotent and version-guarded).
-publish_stream() { # file
-  local chunk_dir
+publish_stream() { # file, retries-file
+  local chunk_dir retries=0
   chunk_dir="$(mktemp -d "$LOGDIR/chunks.XXXXXX")"
   split -l 30 -d -a 4 "$1" "$chunk_dir/c."
   local c tries
@@ -350,6 +352,8 @@ publish_stream() { # file
     tries=0
     until hp publish - <"$c" >/dev/null 2>>"$LOGDIR/publish-errors.log"; do
       tries=$((tries + 1))
+      retries=$((retries + 1))
+      echo "$retries" >"$2"
       ((tries < 600)) || { echo "chunk $c never confirmed" >&2; return 1; }
       sleep 0.5
     done
@@ -366,7 +370,8 @@ run_fault() { # name, inject-function
   generate "$prefix" >"$file"
   read -r dead_before _ < <(queue_counts)
   begin "fault: $name ($messages messages)"
-  publish_stream "$file" &
+  echo 0 >"$LOGDIR/retries-$name"
+  publish_stream "$file" "$LOGDIR/retries-$name" &
   pub_pid=$!
   # Inject once the stream is flowing: some resources have a /state already.
   local present=0 deadline=$((SECONDS + 60))
@@ -391,7 +396,7 @@ run_fault() { # name, inject-function
   t_drain=$((SECONDS - t_fault))
   local dead_delta="?"
   [[ "$dead" == "?" || "$dead_before" == "?" ]] || dead_delta=$((dead - dead_before))
-  FAULT_ROWS+=("$name|$messages|$correct/$FAULT_RESOURCES|$lost|$dead_delta|$t_drain")
+  FAULT_ROWS+=("$name|$messages|$(cat "$LOGDIR/retries-$name")|$correct/$FAULT_RESOURCES|$lost|$dead_delta|$t_drain")
   if ((correct == FAULT_RESOURCES && lost == 0 && pub_status == 0)) && [[ "$dead_delta" == 0 ]]; then
     end
   else
@@ -426,13 +431,14 @@ run_fault kill-wrap-container inject_kill_stage
 
 echo
 echo "faults (stream of $((FAULT_RESOURCES * FAULT_VERSIONS)) messages each: $FAULT_RESOURCES resources x $FAULT_VERSIONS versions; stages capture=2 normalize=2 wrap=3)"
-printf '| %-20s | %8s | %9s | %4s | %13s | %15s |\n' fault messages correct lost dead-lettered "s to drain*"
-printf '|%s|%s|%s|%s|%s|%s|\n' "----------------------" "----------" "-----------" "------" "---------------" "-----------------"
+printf '| %-20s | %8s | %10s | %9s | %4s | %13s | %12s |\n' fault messages "re-sent**" correct lost dead-lettered "s to drain*"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "----------" "------------" "-----------" "------" "---------------" "--------------"
 for row in "${FAULT_ROWS[@]}"; do
-  IFS='|' read -r f m c l d s <<<"$row"
-  printf '| %-20s | %8s | %9s | %4s | %13s | %15s |\n' "$f" "$m" "$c" "$l" "$d" "$s"
+  IFS='|' read -r f m r c l d s <<<"$row"
+  printf '| %-20s | %8s | %10s | %9s | %4s | %13s | %12s |\n' "$f" "$m" "$r" "$c" "$l" "$d" "$s"
 done
 echo "* from the fault to every resource's /state at its last version and no message ready (the stream keeps publishing meanwhile)"
+echo "** chunks of 30 messages the publisher had to send again (broker unreachable or a chunk not confirmed)"
 
 begin "compose down -v"
 compose down -v --remove-orphans --timeout 20 >"$LOGDIR/down.log" 2>&1
@@ -456,7 +462,7 @@ status=0
   TEST_RABBITMQ_IMAGE="$RABBITMQ_IMAGE" TEST_ETCD_IMAGE="$ETCD_IMAGE" \
   cargo test --locked --test "$TEST_NAME" ${TESTCONTAINERS_FILTER:+"$TESTCONTAINERS_FILTER"}) \
   >"$LOGDIR/test-testcontainers.log" 2>&1 || status=$?
-summarize_tests "$LOGDIR/test-testcontainers.log"
+summarize_tests "$LOGDIR/test-testcontainers.log" "cargo test --test $TEST_NAME with testcontainers and the local images"
 remove_test_containers
 for tag in "${TEMP_TAGS[@]}"; do docker rmi "$tag" >/dev/null 2>&1 || true; done
 TEMP_TAGS=()

@@ -243,6 +243,8 @@ build_app() {
     cp "$BINARY" "$ctx/heat-pipeline"
   fi
   step "building $HEAT_PIPELINE_LOCAL_IMAGE (Dockerfile --target runtime-prebuilt, binary $BINARY)"
+  local old
+  old=$(docker image inspect -f '{{.Id}}' "$HEAT_PIPELINE_LOCAL_IMAGE" 2>/dev/null || true)
   docker build "${NO_CACHE[@]}" --target runtime-prebuilt --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -f "$REPO/Dockerfile" -t "$HEAT_PIPELINE_LOCAL_IMAGE" "$ctx" >"$WORK/build.log" 2>&1 || {
     tail -30 "$WORK/build.log" >&2
@@ -252,6 +254,10 @@ build_app() {
   docker run --rm "$HEAT_PIPELINE_LOCAL_IMAGE" --version >/dev/null 2>&1 ||
     docker run --rm "$HEAT_PIPELINE_LOCAL_IMAGE" --help >/dev/null ||
     { log "$HEAT_PIPELINE_LOCAL_IMAGE does not run its binary"; exit 1; }
+  # The image of the previous binary, now untagged (kept if a container still uses it).
+  if [[ -n "$old" && "$old" != "$(docker image inspect -f '{{.Id}}' "$HEAT_PIPELINE_LOCAL_IMAGE")" ]]; then
+    docker rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 if wanted base || wanted rabbitmq || wanted etcd || wanted app; then
