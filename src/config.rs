@@ -22,7 +22,8 @@ const SECURITY: &str = "TLS and credentials";
 /// The broker and store a process talks to, and the names that isolate one pipeline.
 #[derive(Clone, Args)]
 pub struct Settings {
-    /// RabbitMQ URL (default amqp://guest:****@127.0.0.1:5672/%2f). A password in it is
+    /// RabbitMQ URL (default amqp://guest:****@127.0.0.1:5672/%2f); the nodes of a cluster
+    /// as several URLs separated by commas, tried in a random order. A password in it is
     /// refused on the command line: set AMQP_URL in the environment, or AMQP_PASSWORD_FILE.
     #[arg(
         long,
@@ -138,7 +139,7 @@ impl Settings {
             config = config.with_tls(tls);
         }
         config
-            .uri()
+            .nodes()
             .map_err(|e| SettingError::Invalid(e.to_string()))?;
         Ok(config)
     }
@@ -397,7 +398,10 @@ mod tests {
         settings.amqp_cert_file = Some(dir.file("cert.pem", &cert));
         settings.amqp_key_file = Some(dir.file("key.pem", &key));
         let config = settings.amqp_config().unwrap();
-        assert_eq!(config.uri().unwrap().authority.userinfo.password, "pw");
+        assert_eq!(
+            config.nodes().unwrap()[0].uri.authority.userinfo.password,
+            "pw"
+        );
         let shown = format!("{config:?}");
         assert!(
             !shown.contains("BEGIN") && !shown.contains("pw\""),

@@ -381,7 +381,7 @@ pub fn preview(body: &[u8]) -> String {
 }
 
 async fn open(url: &amqp::AmqpConfig, role: &str) -> Result<(Connection, Channel), DlqError> {
-    let connection = amqp::connect(url, role).await?;
+    let (connection, _node) = amqp::connect(url, role).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     Ok((connection, channel))
 }

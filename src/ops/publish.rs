@@ -90,7 +90,7 @@ pub async fn publish(
     topology: &Topology,
     documents: &[Document],
 ) -> Result<usize, PublishError> {
-    let connection = amqp::connect(url, "publish").await?;
+    let (connection, _node) = amqp::connect(url, "publish").await?;
     let channel = amqp::confirm_channel(&connection).await?;
     topology.declare(&channel).await?;
     let mut confirmed = 0;

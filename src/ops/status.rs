@@ -146,14 +146,14 @@ pub async fn status(
     broker: &AmqpConfig,
     topology: &Topology,
 ) -> Result<PipelineStatus, StatusError> {
-    let connection = amqp::connect(broker, "status")
+    let (connection, node) = amqp::connect(broker, "status")
         .await
         .map_err(StatusError::Connect)?;
     let read = read_stages(&connection, topology).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(PipelineStatus {
         pipeline: topology.exchange().to_string(),
-        broker: broker.redacted_url(),
+        broker: node.to_string(),
         stages: read?,
     })
 }

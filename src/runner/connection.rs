@@ -9,12 +9,12 @@ use std::sync::Arc;
 use lapin::Connection;
 use tokio::sync::Mutex;
 
-use crate::amqp::{self, AmqpConfig};
+use crate::amqp::{self, AmqpConfig, Node};
 
 pub struct SharedConnection {
     config: AmqpConfig,
-    /// The live connection, if any; replaced when found closed.
-    current: Mutex<Option<Arc<Connection>>>,
+    /// The live connection and the node it reached, if any; replaced when found closed.
+    current: Mutex<Option<(Arc<Connection>, Node)>>,
 }
 
 impl SharedConnection {
@@ -30,20 +30,23 @@ impl SharedConnection {
         &self.config
     }
 
-    /// The live connection, opening a new one if there is none.
-    pub(super) async fn get(&self) -> Result<Arc<Connection>, lapin::Error> {
+    /// The live connection and its node, opening a new one (to whichever node of the
+    /// cluster answers first, in a random order) if there is none.
+    pub(super) async fn get(&self) -> Result<(Arc<Connection>, Node), lapin::Error> {
         let mut current = self.current.lock().await;
-        if let Some(connection) = current.as_ref().filter(|c| c.status().connected()) {
-            return Ok(connection.clone());
+        if let Some((connection, node)) = current.as_ref().filter(|(c, _)| c.status().connected()) {
+            return Ok((connection.clone(), node.clone()));
         }
-        let connection = Arc::new(amqp::connect(&self.config, "pipeline").await?);
-        *current = Some(connection.clone());
-        Ok(connection)
+        let (connection, node) = amqp::connect(&self.config, "pipeline").await?;
+        let connection = Arc::new(connection);
+        tracing::info!(%node, "connected to the broker");
+        *current = Some((connection.clone(), node.clone()));
+        Ok((connection, node))
     }
 
     /// Closes the connection (after every stage drained).
     pub async fn close(&self) {
-        if let Some(connection) = self.current.lock().await.take() {
+        if let Some((connection, _)) = self.current.lock().await.take() {
             let _ = connection.close(200, "heat-pipeline stopping".into()).await;
         }
     }

@@ -33,8 +33,9 @@ use worker::Worker;
 pub use connection::SharedConnection;
 pub use worker::{Pipeline, RunOptions};
 
-/// How long opening a session (connect, channels, topology) may take.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long opening a session may take: reaching a node (each node of a cluster gets
+/// `amqp::connect::NODE_TIMEOUT`), its channels and the topology.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `stage` until `shutdown` is cancelled, then drains and returns.
 pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
@@ -67,7 +68,7 @@ pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: C
         };
         match opened {
             Ok(session) => {
-                tracing::info!(stage = %name, url = %pipeline.connection.config(), "consuming");
+                tracing::info!(stage = %name, node = %session.node, "consuming");
                 sessions += 1;
                 if sessions > 1 {
                     Reconnected {

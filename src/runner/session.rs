@@ -15,7 +15,7 @@ use super::acks::Acks;
 use super::delivery::{self, Work};
 use super::link::SessionLink;
 use super::worker::{Pipeline, Worker};
-use crate::amqp;
+use crate::amqp::{self, Node};
 use crate::stages::Stage;
 
 /// A connection with its two channels: deliveries arrive on the consume channel; hand-offs
@@ -24,6 +24,8 @@ pub(super) struct Session {
     /// Held so that the connection outlives the session's channels, and watched (see
     /// [`HEALTH_CHECK`]).
     connection: Arc<Connection>,
+    /// The broker node the connection reached (masked), for the log.
+    pub(super) node: Node,
     consume: Channel,
     link: Arc<SessionLink>,
 }
@@ -75,7 +77,7 @@ pub(super) enum Loss {
 
 impl Session {
     pub(super) async fn open(pipeline: &Pipeline) -> Result<Session, OpenError> {
-        let connection = pipeline.connection.get().await?;
+        let (connection, node) = pipeline.connection.get().await?;
         let consume = connection.create_channel().await?;
         let publish = amqp::confirm_channel(&connection).await?;
         pipeline.topology.declare(&consume).await?;
@@ -89,6 +91,7 @@ impl Session {
         );
         Ok(Session {
             connection,
+            node,
             consume,
             link: Arc::new(SessionLink::new(publish, acks, broken)),
         })
