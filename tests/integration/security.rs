@@ -6,12 +6,12 @@
 //! RabbitMQ over TLS is not tested here: the shared broker has no TLS listener. The AMQPS
 //! settings are unit-tested (`config`, `amqp`, `secrets` modules).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::free_port;
+use crate::helpers::*;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use heat_pipeline::secrets::{ClientIdentity, Secret, TlsPem};
 use heat_pipeline::store::{ConnectError, EtcdUser, Store, StoreConfig};
@@ -19,8 +19,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use support::faults::free_port;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 const ROOT_PASSWORD: &str = "Root-pw-7f3a9c";
@@ -319,7 +317,7 @@ async fn the_pipeline_runs_against_etcd_with_tls_client_certificates_and_a_passw
     // The plain etcd of the other tests got nothing.
     assert_eq!(pipeline.get(&key).await, None);
 
-    support::faults::signal(child.id(), "TERM");
+    crate::helpers::faults::signal(child.id(), "TERM");
     let status = wait_exit(&mut child, Duration::from_secs(40)).expect("exit after SIGTERM");
     let logged = text(&std::fs::read(&log).unwrap());
     assert!(status.success(), "exit {status}:\n{logged}");

@@ -1,12 +1,11 @@
 //! `heat-pipeline dlq`: listing leaves dead letters in place, replay sends them back to the
 //! stage with fresh attempt counters, purge asks first.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use heat_pipeline::amqp::{self, header_str, long_string};
 use heat_pipeline::dlq;
 use heat_pipeline::publish::input_properties;
@@ -14,7 +13,6 @@ use heat_pipeline::stages::StageName;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 

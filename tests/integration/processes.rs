@@ -1,12 +1,10 @@
 //! The `heat-pipeline` binary as users run it: one process per stage, or `run all`, and the
 //! `publish` and `show` commands.
 
-mod support;
-
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 

@@ -1,18 +1,16 @@
 //! `heat-pipeline status`: counts read from the broker by passive declares, missing queues
 //! reported (exit 1) rather than failing the command, and never the password.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use heat_pipeline::amqp;
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::stages::StageName;
 use heat_pipeline::status::{PipelineStatus, QueueCounts, StageStatus};
 use lapin::options::QueueDeleteOptions;
 use lapin::types::FieldTable;
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 

@@ -1,13 +1,11 @@
 //! Scale-out: several processes per stage on one queue each, results for the same resource
 //! arriving shuffled. etcd transactions keep every record at its highest version.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::faults::*;
-use support::*;
+use crate::helpers::faults::*;
+use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 

@@ -2,20 +2,21 @@
 //! frozen etcd, SIGKILL and SIGTERM of stage processes. Each test ends with a tally of the
 //! final records (and a row for `scripts/chaos.sh` when `CHAOS_REPORT` is set).
 //!
-//! These tests restart shared services, so they run one at a time, and they need the
-//! services on this machine (`rabbitmqctl`, the `etcd` binary): `scripts/setup.sh`.
-
-mod support;
+//! These tests disturb whole services, so they run one at a time; the two that restart the
+//! shared broker also have it to themselves ([`TestPipeline::exclusive`]: no other test of
+//! the binary runs meanwhile). They need the services on this machine (`rabbitmqctl`, the
+//! `etcd` binary): `scripts/setup.sh`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::*;
+use crate::helpers::*;
 use heat_pipeline::stages::StageName;
-use support::faults::*;
-use support::*;
 use tokio::sync::Mutex;
 
-/// The faults disturb whole services: one test at a time.
+/// The faults disturb whole services: one fault test at a time. Taken before the services
+/// lock (in [`TestPipeline`]), always in that order.
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
@@ -81,7 +82,8 @@ fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally)
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
     // One message at a time per stage, so that the broker goes down mid-stream.
-    let mut pipeline = TestPipeline::spawn("broker-restart", 1).await;
+    let mut pipeline = TestPipeline::exclusive("broker-restart").await;
+    pipeline.start_stages(1).await;
     let (sent, bodies) = workload("b", 2000, 1);
     publish_all(&pipeline, &bodies).await;
     wait_for_progress(&pipeline, &sent, 10).await;
@@ -111,7 +113,8 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
 #[tokio::test]
 async fn idle_stages_come_back_after_a_broker_restart() {
     let _serial = SERIAL.lock().await;
-    let mut pipeline = TestPipeline::spawn("broker-restart-idle", 4).await;
+    let mut pipeline = TestPipeline::exclusive("broker-restart-idle").await;
+    pipeline.start_stages(4).await;
     pipeline
         .publish(&heat_result("create", "idle-1", 1, "CREATE_COMPLETE", ""))
         .await;

@@ -2,17 +2,15 @@
 //! away and comes back), the healthcheck command, JSON logs and the trace context carried
 //! across the three stage processes.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::{signal, PrivateEtcd};
+use crate::helpers::*;
 use heat_pipeline::amqp;
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::stages::StageName;
-use support::faults::{signal, PrivateEtcd};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 
