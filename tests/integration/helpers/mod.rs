@@ -23,6 +23,7 @@
 //!   a test makes one `TestPipeline` at most, and does not call [`shared`] beside it.
 
 pub mod faults;
+pub mod process;
 mod services;
 
 use std::sync::atomic::{AtomicU32, Ordering};
