@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the fault tests (tests/faults.rs) against real services and prints what each fault
-# left behind: messages sent, resources they cover, final /state records correct (at the
-# resource's highest version) or lost, messages dead-lettered, /state records written more
-# often than there were versions (duplicated), and job_state records left behind.
+# Runs the fault tests (tests/integration/faults.rs) against real services and prints what
+# each fault left behind: messages sent, resources they cover, final /state records correct
+# (at the resource's highest version) or lost, messages dead-lettered, /state records
+# written more often than there were versions (duplicated), and job_state records left
+# behind.
 # The same tests run in scripts/test.sh (and so in CI); this script adds the table.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ REPORT="$(mktemp)"
 trap 'rm -f "$REPORT"' EXIT
 
 status=0
-CHAOS_REPORT="$REPORT" cargo test --release --test faults -- --test-threads=1 >&2 || status=$?
+CHAOS_REPORT="$REPORT" cargo test --release --test integration faults:: -- --test-threads=1 >&2 || status=$?
 
 python3 - "$REPORT" <<'PY'
 import json, sys

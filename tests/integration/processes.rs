@@ -1,71 +1,28 @@
 //! The `heat-pipeline` binary as users run it: one process per stage, or `run all`, and the
 //! `publish` and `show` commands.
 
-mod support;
+use std::process::Stdio;
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
-
-fn command(pipeline: &TestPipeline, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).envs(pipeline.env());
-    command
-}
-
-fn spawn(pipeline: &TestPipeline, args: &[&str]) -> Child {
-    command(pipeline, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start heat-pipeline")
-}
-
-/// Sends SIGTERM and checks the process drains and exits 0 in time.
-fn terminate(mut child: Child) {
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let output = child.wait_with_output().unwrap();
-            assert!(
-                status.success(),
-                "exit {status} after SIGTERM; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            return;
-        }
-        assert!(Instant::now() < deadline, "no exit within 40 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn run(pipeline: &TestPipeline, args: &[&str]) -> Output {
-    command(pipeline, args).output().expect("run heat-pipeline")
-}
+use crate::helpers::process::{command, run, Process};
+use crate::helpers::*;
 
 #[tokio::test]
 async fn three_stage_processes_produce_the_seed_records() {
     let pipeline = TestPipeline::new("processes").await;
-    let stages: Vec<Child> = ["capture", "normalize", "wrap"]
+    let stages: Vec<Process> = ["capture", "normalize", "wrap"]
         .iter()
-        .map(|stage| spawn(&pipeline, &["run", stage]))
+        .map(|stage| pipeline.start_process(&["run", stage]))
         .collect();
 
-    let published = run(&pipeline, &["publish", "examples/heat_result.port.json"]);
+    let published = pipeline.run(&["publish", "examples/heat_result.port.json"]);
     assert!(published.status.success(), "{published:?}");
-    assert!(String::from_utf8_lossy(&published.stdout).starts_with("1 of 1 message(s) confirmed"));
+    assert!(published.stdout.starts_with("1 of 1 message(s) confirmed"));
 
     pipeline.assert_seed_records().await;
 
-    let shown = run(&pipeline, &["show", "ports", SEED_ID]);
+    let shown = pipeline.run(&["show", "ports", SEED_ID]);
     assert!(shown.status.success());
-    let shown = String::from_utf8(shown.stdout).unwrap();
+    let shown = shown.stdout;
     assert!(
         shown.contains(std::str::from_utf8(SEED_STATE).unwrap()),
         "{shown}"
@@ -81,7 +38,7 @@ async fn three_stage_processes_produce_the_seed_records() {
     );
 
     for child in stages {
-        terminate(child);
+        child.terminate().await;
     }
     pipeline.stop().await;
 }
@@ -89,7 +46,7 @@ async fn three_stage_processes_produce_the_seed_records() {
 #[tokio::test]
 async fn run_all_processes_json_lines_from_stdin_and_exits_0_on_sigterm() {
     let pipeline = TestPipeline::new("run-all").await;
-    let all = spawn(&pipeline, &["run", "all", "--concurrency", "8"]);
+    let all = pipeline.start_process(&["run", "all", "--concurrency", "8"]);
 
     let lines: Vec<String> = (1..=20)
         .map(|n| {
@@ -103,26 +60,21 @@ async fn run_all_processes_json_lines_from_stdin_and_exits_0_on_sigterm() {
             .unwrap()
         })
         .collect();
-    let mut publish = command(&pipeline, &["publish", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    publish
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.join("\n").as_bytes())
-        .unwrap();
-    let output = publish.wait_with_output().unwrap();
+    let mut publish = Process::start(
+        pipeline
+            .command(&["publish", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    publish.feed(lines.join("\n").as_bytes());
+    let output = publish.finish(PATIENCE).await;
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("20 of 20"));
+    assert!(output.stdout.starts_with("20 of 20"));
 
     for n in 1..=20 {
         pipeline.wait_for_state(&format!("r-{n}"), 1).await;
     }
-    terminate(all);
+    all.terminate().await;
     pipeline.stop().await;
 }
 
@@ -135,16 +87,16 @@ async fn publish_names_the_file_and_line_of_invalid_input() {
     let good = String::from_utf8(heat_result("create", "a", 1, "CREATE_COMPLETE", "")).unwrap();
     std::fs::write(&bad, format!("{good}\n{{\"job\": \n")).unwrap();
 
-    let output = run(&pipeline, &["publish", bad.to_str().unwrap()]);
+    let output = pipeline.run(&["publish", bad.to_str().unwrap()]);
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr;
     assert!(stderr.contains("bad.jsonl:3: invalid JSON"), "{stderr}");
 
     let invalid = dir.join("invalid.json");
     std::fs::write(&invalid, "{\"job\": {\"action\": \"create\"}}").unwrap();
-    let output = run(&pipeline, &["publish", invalid.to_str().unwrap()]);
+    let output = pipeline.run(&["publish", invalid.to_str().unwrap()]);
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr;
     assert!(
         stderr.contains("invalid.json:1: not a Heat result"),
         "{stderr}"
@@ -177,9 +129,9 @@ fn every_command_has_help() {
         &["dlq", "replay", "--help"],
         &["healthcheck", "--help"],
     ] {
-        let output = Command::new(BIN).args(args).output().unwrap();
+        let output = run(&mut command(&[], args));
         assert!(output.status.success(), "{args:?}");
-        let help = String::from_utf8_lossy(&output.stdout);
+        let help = output.stdout;
         assert!(help.contains("Usage:"), "{help}");
         assert!(
             !help.contains("guest:guest"),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions};
 use heat_pipeline::stages::StageName;
 
+use super::process::{free_port, signal};
 use super::{Services, TestPipeline, PATIENCE};
 
 /// An etcd server of the test's own, on free ports, so that stopping it disturbs nothing
@@ -21,15 +21,6 @@ pub struct PrivateEtcd {
     peer_port: u16,
     data_dir: PathBuf,
     child: Option<Child>,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn etcd_binary() -> String {
@@ -138,15 +129,6 @@ impl Drop for PrivateEtcd {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
-}
-
-pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
 }
 
 fn rabbitmqctl(args: &[&str]) {

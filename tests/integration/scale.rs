@@ -1,15 +1,12 @@
 //! Scale-out: several processes per stage on one queue each, results for the same resource
 //! arriving shuffled. etcd transactions keep every record at its highest version.
 
-mod support;
-
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use support::faults::*;
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
+use crate::helpers::faults::*;
+use crate::helpers::process::{Process, SHUTDOWN_PATIENCE};
+use crate::helpers::*;
 
 /// A deterministic shuffle (xorshift), so a failure can be replayed.
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
@@ -24,18 +21,16 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 #[tokio::test]
 async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() {
     let pipeline = TestPipeline::new("scale").await;
-    let mut processes: Vec<Child> = Vec::new();
+    let mut processes: Vec<Process> = Vec::new();
     for stage in ["capture", "normalize", "wrap"] {
         for _ in 0..3 {
-            let child = Command::new(BIN)
-                .args(["run", stage, "--concurrency", "16"])
-                .envs(pipeline.env())
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start heat-pipeline");
-            processes.push(child);
+            processes.push(Process::start(
+                pipeline
+                    .command(&["run", stage, "--concurrency", "16"])
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit()),
+            ));
         }
     }
 
@@ -62,11 +57,13 @@ async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() 
         &tally,
     );
     eprintln!("scale-out: {tally:?}");
-    for child in &mut processes {
-        signal(child.id(), "TERM");
+    // All drain at once.
+    for child in &processes {
+        child.signal("TERM");
     }
-    for child in &mut processes {
-        assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    for child in processes {
+        let ran = child.finish(SHUTDOWN_PATIENCE).await;
+        assert!(ran.status.success(), "exit 0 after SIGTERM");
     }
     // Every delivery was acked (in batches) before the processes closed their channels:
     // an unacked one would be back in its queue now.

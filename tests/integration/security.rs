@@ -6,12 +6,12 @@
 //! RabbitMQ over TLS is not tested here: the shared broker has no TLS listener. The AMQPS
 //! settings are unit-tested (`config`, `amqp`, `secrets` modules).
 
-mod support;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::process::{self, command, free_port, run, Process, SHUTDOWN_PATIENCE};
+use crate::helpers::*;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use heat_pipeline::secrets::{ClientIdentity, Secret, TlsPem};
 use heat_pipeline::store::{ConnectError, EtcdUser, Store, StoreConfig};
@@ -19,10 +19,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use support::faults::free_port;
-use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 const ROOT_PASSWORD: &str = "Root-pw-7f3a9c";
 
 /// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
@@ -225,43 +222,9 @@ impl Drop for SecureEtcd {
     }
 }
 
-/// A `heat-pipeline` command with a clean slate of security settings.
-fn command(env: &[(&'static str, String)], args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    for name in [
-        "ETCD_PASSWORD",
-        "ETCD_PASSWORD_FILE",
-        "ETCD_USERNAME",
-        "ETCD_CA_FILE",
-        "ETCD_CERT_FILE",
-        "ETCD_KEY_FILE",
-        "AMQP_PASSWORD_FILE",
-        "AMQP_CA_FILE",
-        "AMQP_CERT_FILE",
-        "AMQP_KEY_FILE",
-    ] {
-        command.env_remove(name);
-    }
-    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
-    command
-}
-
+/// A file (a log) as text.
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Waits for `child` to exit, at most `patience`, and returns its exit status.
-fn wait_exit(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test]
@@ -273,11 +236,11 @@ async fn the_pipeline_runs_against_etcd_with_tls_client_certificates_and_a_passw
     let mut env = etcd.env(&pipeline);
     env.push(("ETCD_PASSWORD_FILE", password_file.display().to_string()));
     let log = etcd.dir.join("run.log");
-    let mut child = command(&env, &["run", "all"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start heat-pipeline");
+    let mut child = Process::start(
+        command(&env, &["run", "all"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
 
     pipeline.publish(SEED_INPUT).await;
 
@@ -291,7 +254,7 @@ async fn the_pipeline_runs_against_etcd_with_tls_client_certificates_and_a_passw
         if let Some(stored) = store.get(&key, None).await.unwrap() {
             break stored.value;
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Some(status) = child.try_wait() {
             panic!(
                 "heat-pipeline exited ({status}):\n{}",
                 text(&std::fs::read(&log).unwrap())
@@ -310,17 +273,20 @@ async fn the_pipeline_runs_against_etcd_with_tls_client_certificates_and_a_passw
     let mut show_env = env.clone();
     show_env.retain(|(name, _)| *name != "ETCD_PASSWORD_FILE");
     show_env.push(("ETCD_PASSWORD", ROOT_PASSWORD.into()));
-    let shown = command(&show_env, &["show", "ports", SEED_ID])
-        .output()
-        .unwrap();
-    assert!(shown.status.success(), "{}", text(&shown.stderr));
-    assert!(text(&shown.stdout).contains(std::str::from_utf8(SEED_STATE).unwrap()));
+    let shown = run(&mut command(&show_env, &["show", "ports", SEED_ID]));
+    assert!(shown.status.success(), "{}", shown.stderr);
+    assert!(shown
+        .stdout
+        .contains(std::str::from_utf8(SEED_STATE).unwrap()));
 
     // The plain etcd of the other tests got nothing.
     assert_eq!(pipeline.get(&key).await, None);
 
-    support::faults::signal(child.id(), "TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(40)).expect("exit after SIGTERM");
+    child.signal("TERM");
+    let status = child
+        .exit_within(SHUTDOWN_PATIENCE)
+        .await
+        .expect("exit after SIGTERM");
     let logged = text(&std::fs::read(&log).unwrap());
     assert!(status.success(), "exit {status}:\n{logged}");
     assert!(!logged.contains(ROOT_PASSWORD), "{logged}");
@@ -351,18 +317,12 @@ async fn a_wrong_etcd_password_is_refused_at_start_up() {
     let mut env = etcd.env(&pipeline);
     env.push(("ETCD_PASSWORD", wrong.into()));
     let started = Instant::now();
-    let mut child = command(&env, &["run", "all"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let mut child = process::spawn(&env, &["run", "all"]);
+    let status = child.exit_within(Duration::from_secs(20)).await;
     let Some(status) = status else {
-        let _ = child.kill();
         panic!("heat-pipeline still runs 20 s after a refused password");
     };
-    let output = child.wait_with_output().unwrap();
-    let stderr = text(&output.stderr);
+    let stderr = child.finish(Duration::ZERO).await.stderr;
     eprintln!("heat-pipeline run, wrong password: {status}, stderr:\n{stderr}");
     assert!(!status.success(), "{stderr}");
     assert!(
@@ -418,7 +378,7 @@ async fn etcd_refuses_a_client_without_the_certificate() {
 
 #[test]
 fn a_password_in_amqp_url_on_the_command_line_is_refused() {
-    let output: Output = command(
+    let output = run(&mut command(
         &[],
         &[
             "--amqp-url",
@@ -427,24 +387,20 @@ fn a_password_in_amqp_url_on_the_command_line_is_refused() {
             "ports",
             SEED_ID,
         ],
-    )
-    .output()
-    .unwrap();
-    let stderr = text(&output.stderr);
+    ));
+    let stderr = &output.stderr;
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("AMQP_URL"), "{stderr}");
     assert!(stderr.contains("AMQP_PASSWORD_FILE"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
-    assert!(!text(&output.stdout).contains("secret"));
+    assert!(!output.stdout.contains("secret"));
 
     // After the subcommand too (the settings are global flags).
-    let output = command(
+    let output = run(&mut command(
         &[],
         &["dlq", "list", "capture", "--amqp-url=amqp://app:secret@h/"],
-    )
-    .output()
-    .unwrap();
-    let stderr = text(&output.stderr);
+    ));
+    let stderr = output.stderr;
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
@@ -459,9 +415,9 @@ fn help_shows_no_secret_and_offers_no_password_flag() {
         ("ETCD_PASSWORD", "etcd-env-secret".to_string()),
     ];
     for args in [&["--help"][..], &["run", "--help"][..]] {
-        let output = command(&env, args).output().unwrap();
+        let output = run(&mut command(&env, args));
         assert!(output.status.success());
-        let help = text(&output.stdout);
+        let help = output.stdout;
         assert!(!help.contains("env-secret"), "{help}");
         assert!(!help.contains("guest:guest"), "{help}");
         assert!(help.contains("--etcd-password-file"), "{help}");

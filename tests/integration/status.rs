@@ -1,44 +1,29 @@
 //! `heat-pipeline status`: counts read from the broker by passive declares, missing queues
 //! reported (exit 1) rather than failing the command, and never the password.
 
-mod support;
-
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::helpers::process::{run, Ran};
+use crate::helpers::*;
 use heat_pipeline::amqp;
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::stages::StageName;
 use heat_pipeline::status::{PipelineStatus, QueueCounts, StageStatus};
 use lapin::options::QueueDeleteOptions;
 use lapin::types::FieldTable;
-use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
-
-fn status(pipeline: &TestPipeline, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .arg("status")
+fn status(pipeline: &TestPipeline, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    run(pipeline
+        .command(&["status"])
         .args(args)
-        .envs(pipeline.env())
         .envs(env.iter().copied())
         // The default log filter, as a user has it.
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run heat-pipeline status")
+        .env_remove("RUST_LOG"))
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
+fn json(output: &Ran) -> serde_json::Value {
+    serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", output.stdout))
 }
 
 /// The row of `stage` in the text table, split into its cells.
@@ -122,7 +107,7 @@ async fn status_counts_ready_messages_dead_letters_and_consumers() {
     }
     let output = status(&pipeline, &[], &[]);
     assert!(output.status.success(), "{output:?}");
-    let text = stdout(&output);
+    let text = output.stdout;
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     assert_eq!(
@@ -163,7 +148,7 @@ async fn an_unknown_pipeline_reports_missing_queues_and_exits_1() {
 
     let output = status(&pipeline, &[], &env);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let text = stdout(&output);
+    let text = output.stdout;
     assert!(
         text.starts_with(&format!("pipeline {unknown} on ")),
         "{text}"
@@ -175,7 +160,7 @@ async fn an_unknown_pipeline_reports_missing_queues_and_exits_1() {
             "{text}"
         );
     }
-    let err = stderr(&output);
+    let err = output.stderr;
     assert!(
         err.contains(&format!("{unknown}.capture, {unknown}.capture.dead")),
         "{err}"
@@ -207,7 +192,7 @@ async fn an_unknown_pipeline_reports_missing_queues_and_exits_1() {
         report["stages"][2],
         serde_json::json!({"stage": "wrap", "ready": 0, "consumers": 0, "dead": null})
     );
-    let err = stderr(&output);
+    let err = output.stderr;
     assert!(err.contains(&format!("missing queue(s): {dead} ")), "{err}");
     pipeline.stop().await;
 }

@@ -1,12 +1,10 @@
 //! The pipeline end to end, in-process, against real RabbitMQ and etcd.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::helpers::*;
 use etcd_client::{EventType, WatchOptions};
 use heat_pipeline::stages::StageName;
-use support::*;
 
 #[tokio::test]
 async fn seed_create_writes_the_three_records_byte_for_byte() {

@@ -2,28 +2,14 @@
 //! away and comes back), the healthcheck command, JSON logs and the trace context carried
 //! across the three stage processes.
 
-mod support;
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::PrivateEtcd;
+use crate::helpers::process::{command, free_addr, spawn, Process};
+use crate::helpers::*;
 use heat_pipeline::amqp;
 use heat_pipeline::publish::input_properties;
 use heat_pipeline::stages::StageName;
-use support::faults::{signal, PrivateEtcd};
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
-
-fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
 
 /// GET `url`: the status (0 when nothing answers) and the body.
 fn get(url: &str) -> (u16, String) {
@@ -57,23 +43,6 @@ fn wait_for_status(url: &str, want: u16) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn spawn(env: &[(&'static str, String)], args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start heat-pipeline")
-}
-
-fn stop(child: Child) -> String {
-    signal(child.id(), "TERM");
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit 0 after SIGTERM");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The value of the sample whose line has all of `labels`.
@@ -168,8 +137,7 @@ async fn metrics_health_and_readiness_are_served() {
     );
 
     let healthcheck = |url: String| {
-        Command::new(BIN)
-            .args(["healthcheck", "--url", &url])
+        command(&[], &["healthcheck", "--url", &url])
             .status()
             .unwrap()
     };
@@ -179,7 +147,7 @@ async fn metrics_health_and_readiness_are_served() {
         "nothing listening: exit 1"
     );
 
-    stop(process);
+    process.terminate().await;
     pipeline.stop().await;
 }
 
@@ -206,7 +174,7 @@ async fn readiness_follows_an_etcd_outage() {
     etcd.resume_service().await;
     wait_for_status(&readyz, 200);
 
-    stop(process);
+    process.terminate().await;
     pipeline.stop().await;
 }
 
@@ -216,7 +184,7 @@ async fn the_trace_context_follows_a_result_through_three_processes_in_json_logs
     let mut env = pipeline.env();
     env.push(("LOG_FORMAT", "json".into()));
     env.push(("RUST_LOG", "heat_pipeline=debug".into()));
-    let stages: Vec<Child> = ["capture", "normalize", "wrap"]
+    let stages: Vec<Process> = ["capture", "normalize", "wrap"]
         .iter()
         .map(|stage| spawn(&env, &["run", stage]))
         .collect();
@@ -241,7 +209,7 @@ async fn the_trace_context_follows_a_result_through_three_processes_in_json_logs
         .await;
 
     for (stage, child) in ["capture", "normalize", "wrap"].iter().zip(stages) {
-        let logs = stop(child);
+        let logs = child.terminate().await.stderr;
         let done: Vec<serde_json::Value> = logs
             .lines()
             .map(|line| {

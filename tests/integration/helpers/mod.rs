@@ -1,15 +1,36 @@
 //! Test helpers: each test spawns the real pipeline against real services, isolated by its
 //! own `PIPELINE_NAME` and `ETCD_KEY_PREFIX`.
-#![allow(dead_code)] // each test binary uses its own subset
+//!
+//! # Sharing the services
+//!
+//! Every test of the binary runs at the same time as the others, against the same RabbitMQ
+//! and etcd. Isolation by name keeps their data apart, but a test that disturbs a shared
+//! service (the fault tests that restart the broker) would break every other test running
+//! then. So one process-wide lock ([`shared`], [`exclusive`]) guards the shared services:
+//!
+//! - a test that uses them holds a *read* guard for its whole life. [`TestPipeline`] takes one
+//!   when it is made and keeps it until it is stopped or dropped, so a test that has a
+//!   `TestPipeline` (and the child processes it starts, which use the same services) is
+//!   covered with no more code; a test that uses the services without a `TestPipeline` takes
+//!   one itself with [`shared`];
+//! - a test that disturbs a shared service takes the *write* guard instead, through
+//!   [`TestPipeline::exclusive`]: it waits until no other test uses the services, and no other
+//!   test starts until it is done;
+//! - a test that disturbs only a service of its own (a [`faults::PrivateEtcd`]) needs only a
+//!   read guard;
+//! - a test holds one guard at a time: a second read guard, asked for while a writer waits,
+//!   would wait behind the writer, which waits for the first read guard to go (deadlock). So
+//!   a test makes one `TestPipeline` at most, and does not call [`shared`] beside it.
 
 pub mod faults;
+pub mod process;
 mod services;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, GetOptions};
+use etcd_client::Client;
 use heat_pipeline::amqp::{self, header_str, Topology};
 use heat_pipeline::keys::Keyspace;
 use heat_pipeline::publish::input_properties;
@@ -22,19 +43,45 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use services::{services, Services};
 
-pub const SEED_INPUT: &[u8] = include_bytes!("../fixtures/seed/heat_result.port.json");
-pub const SEED_HEAT_STACKS: &[u8] = include_bytes!("../fixtures/seed/heat_stacks.port.bytes");
-pub const SEED_JOB_STATE: &[u8] = include_bytes!("../fixtures/seed/job_state.port.bytes");
-pub const SEED_STATE: &[u8] = include_bytes!("../fixtures/seed/state.port.bytes");
+pub const SEED_INPUT: &[u8] = include_bytes!("../../fixtures/seed/heat_result.port.json");
+pub const SEED_HEAT_STACKS: &[u8] = include_bytes!("../../fixtures/seed/heat_stacks.port.bytes");
+pub const SEED_JOB_STATE: &[u8] = include_bytes!("../../fixtures/seed/job_state.port.bytes");
+pub const SEED_STATE: &[u8] = include_bytes!("../../fixtures/seed/state.port.bytes");
 pub const SEED_ID: &str = "23464cbc-d910-430a-93f7-3776ea07f992";
 
 /// How long a test waits for the pipeline before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The lock on the shared services (see the module's doc comment).
+static SERVICES_LOCK: LazyLock<Arc<RwLock<()>>> = LazyLock::new(Default::default);
+
+/// A test's hold on the shared services: shared with other tests, or exclusive.
+pub enum ServicesGuard {
+    Shared { _guard: OwnedRwLockReadGuard<()> },
+    Exclusive { _guard: OwnedRwLockWriteGuard<()> },
+}
+
+/// Waits until no test disturbs the shared services, and keeps them undisturbed while the
+/// guard lives. For tests that use the services without a [`TestPipeline`].
+pub async fn shared() -> ServicesGuard {
+    ServicesGuard::Shared {
+        _guard: SERVICES_LOCK.clone().read_owned().await,
+    }
+}
+
+/// Waits until no other test uses the shared services, and keeps them to this test while
+/// the guard lives. For tests that disturb them (a broker restart).
+pub async fn exclusive() -> ServicesGuard {
+    ServicesGuard::Exclusive {
+        _guard: SERVICES_LOCK.clone().write_owned().await,
+    }
+}
 
 /// A name no other test (or earlier run) uses.
 pub fn unique_name(test: &str) -> String {
@@ -75,6 +122,9 @@ pub struct TestPipeline {
     runners: JoinSet<()>,
     /// What the in-process stages share, to close its connection at the end.
     stages: Vec<Arc<Pipeline>>,
+    /// Held until the pipeline is stopped or dropped (see the module's doc comment). The
+    /// last field, so it is released after everything else is dropped.
+    _services: ServicesGuard,
 }
 
 impl TestPipeline {
@@ -85,6 +135,17 @@ impl TestPipeline {
 
     /// Like [`TestPipeline::new`], with other services (a private etcd, say).
     pub async fn with_services(test: &str, services: Services) -> TestPipeline {
+        TestPipeline::open(test, services, shared().await).await
+    }
+
+    /// Like [`TestPipeline::new`], for a test that disturbs the shared services: it has them
+    /// to itself until the pipeline is stopped or dropped.
+    pub async fn exclusive(test: &str) -> TestPipeline {
+        let guard = exclusive().await;
+        TestPipeline::open(test, services().await, guard).await
+    }
+
+    async fn open(test: &str, services: Services, guard: ServicesGuard) -> TestPipeline {
         init_test_logging();
         let name = unique_name(test);
         let prefix = format!("/{name}");
@@ -110,6 +171,7 @@ impl TestPipeline {
             shutdown: CancellationToken::new(),
             runners: JoinSet::new(),
             stages: Vec::new(),
+            _services: guard,
         }
     }
 
@@ -335,24 +397,6 @@ impl TestPipeline {
             )
             .await;
         let _ = self.connection.close(200, "".into()).await;
-    }
-
-    /// Every key under this test's prefix (for "nothing else was written" checks).
-    pub async fn all_keys(&self) -> Vec<String> {
-        let response = self
-            .etcd
-            .kv_client()
-            .get(
-                self.prefix.as_str(),
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await
-            .unwrap();
-        response
-            .kvs()
-            .iter()
-            .map(|kv| kv.key_str().unwrap().to_string())
-            .collect()
     }
 }
 

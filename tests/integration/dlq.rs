@@ -1,12 +1,11 @@
 //! `heat-pipeline dlq`: listing leaves dead letters in place, replay sends them back to the
 //! stage with fresh attempt counters, purge asks first.
 
-mod support;
-
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::helpers::process::{run, Process, Ran};
+use crate::helpers::*;
 use heat_pipeline::amqp::{self, header_str, long_string};
 use heat_pipeline::dlq;
 use heat_pipeline::publish::input_properties;
@@ -14,34 +13,18 @@ use heat_pipeline::stages::StageName;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 
 /// Runs `heat-pipeline` for `pipeline` with `stdin` as its standard input.
-fn run(pipeline: &TestPipeline, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(pipeline.env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start heat-pipeline");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(bytes) = stdin {
-        input.write_all(bytes).unwrap();
-    }
-    drop(input); // end of input
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+async fn dlq(pipeline: &TestPipeline, args: &[&str], stdin: Option<&[u8]>) -> Ran {
+    let mut process = Process::start(
+        pipeline
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    process.feed(stdin.unwrap_or_default()); // then end of input
+    process.finish(PATIENCE).await
 }
 
 /// Waits until `stage`'s dead-letter queue holds exactly `count` ready messages.
@@ -106,8 +89,8 @@ async fn list_shows_the_reason_and_leaves_the_dead_letters_in_place() {
     pipeline.publish(b"not json\x1b[31m").await;
     wait_dead(&pipeline, StageName::Capture, 2).await;
 
-    let listed = run(&pipeline, &["dlq", "list", "capture"], None);
-    let text = stdout(&listed);
+    let listed = dlq(&pipeline, &["dlq", "list", "capture"], None).await;
+    let text = &listed.stdout;
     assert!(listed.status.success(), "{listed:?}");
     assert!(text.contains("kind:         permanent"), "{text}");
     assert!(text.contains("class:        status_mismatch"), "{text}");
@@ -128,8 +111,8 @@ async fn list_shows_the_reason_and_leaves_the_dead_letters_in_place() {
     // Returned to the queue, not consumed.
     wait_dead(&pipeline, StageName::Capture, 2).await;
 
-    let limited = run(&pipeline, &["dlq", "list", "capture", "--limit", "1"], None);
-    assert!(stdout(&limited).contains("1 of 2 dead letter(s)"));
+    let limited = dlq(&pipeline, &["dlq", "list", "capture", "--limit", "1"], None).await;
+    assert!(limited.stdout.contains("1 of 2 dead letter(s)"));
     wait_dead(&pipeline, StageName::Capture, 2).await;
     pipeline.stop().await;
 }
@@ -137,16 +120,13 @@ async fn list_shows_the_reason_and_leaves_the_dead_letters_in_place() {
 #[tokio::test]
 async fn an_unknown_pipeline_is_an_error_without_the_password() {
     let pipeline = TestPipeline::new("dlq-missing").await;
-    let output = Command::new(BIN)
-        .args(["dlq", "list", "wrap"])
-        .envs(pipeline.env())
+    let output = run(pipeline
+        .command(&["dlq", "list", "wrap"])
         .env("PIPELINE_NAME", "hp-test-no-such-pipeline")
         // The default log filter, as a user has it.
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+        .env_remove("RUST_LOG"));
     assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+    let err = output.stderr;
     assert!(
         err.contains("queue hp-test-no-such-pipeline.wrap.dead does not exist"),
         "{err}"
@@ -217,9 +197,9 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
         .unwrap();
     let first_failed_at = before.letters[0].first_failed_at.clone().unwrap();
 
-    let dry = run(&pipeline, &["dlq", "replay", "capture", "--dry-run"], None);
+    let dry = dlq(&pipeline, &["dlq", "replay", "capture", "--dry-run"], None).await;
     assert!(dry.status.success(), "{dry:?}");
-    let text = stdout(&dry);
+    let text = dry.stdout;
     assert!(text.contains("-> exchange"), "{text}");
     assert!(
         text.contains("dry run: 1 dead letter(s) would be replayed"),
@@ -232,12 +212,12 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
 
     // Listing and the dry run returned the dead letter twice: on RabbitMQ before 4.3 it now
     // carries an x-delivery-count, which the replay must not take along.
-    let replayed = run(&pipeline, &["dlq", "replay", "capture"], None);
+    let replayed = dlq(&pipeline, &["dlq", "replay", "capture"], None).await;
     assert!(replayed.status.success(), "{replayed:?}");
     assert!(
-        stdout(&replayed).contains("1 dead letter(s) replayed"),
+        replayed.stdout.contains("1 dead letter(s) replayed"),
         "{}",
-        stdout(&replayed)
+        replayed.stdout
     );
 
     // Still invalid: capture dead-letters it again, as a first attempt.
@@ -299,9 +279,9 @@ async fn a_replayed_valid_message_is_processed() {
     .unwrap();
     wait_dead(&pipeline, StageName::Capture, 1).await;
 
-    let replayed = run(&pipeline, &["dlq", "replay", "capture"], None);
+    let replayed = dlq(&pipeline, &["dlq", "replay", "capture"], None).await;
     assert!(replayed.status.success(), "{replayed:?}");
-    assert!(stdout(&replayed).contains("1 dead letter(s) replayed"));
+    assert!(replayed.stdout.contains("1 dead letter(s) replayed"));
     let state = pipeline
         .wait_for(&pipeline.keys.state("ports", SEED_ID), |_| true)
         .await;
@@ -328,20 +308,22 @@ async fn purge_asks_first_and_only_yes_purges() {
     let queue = pipeline.topology.dead_queue(StageName::Wrap);
 
     for answer in [Some(&b"n\n"[..]), Some(b"whatever\n"), None] {
-        let output = run(&pipeline, &["dlq", "purge", "wrap"], answer);
+        let output = dlq(&pipeline, &["dlq", "purge", "wrap"], answer).await;
         assert_eq!(output.status.code(), Some(1), "{output:?}");
         let prompt = format!("Purge 2 dead letters from {queue}? [y/N] ");
-        assert!(stderr(&output).contains(&prompt), "{}", stderr(&output));
-        assert!(stdout(&output).contains("2 dead letter(s)"));
+        assert!(output.stderr.contains(&prompt), "{}", output.stderr);
+        assert!(output.stdout.contains("2 dead letter(s)"));
         wait_dead(&pipeline, StageName::Wrap, 2).await;
     }
 
-    let output = run(&pipeline, &["dlq", "purge", "wrap", "--yes"], None);
+    let output = dlq(&pipeline, &["dlq", "purge", "wrap", "--yes"], None).await;
     assert!(output.status.success(), "{output:?}");
     assert!(
-        stdout(&output).contains(&format!("2 dead letter(s) purged from {queue}")),
+        output
+            .stdout
+            .contains(&format!("2 dead letter(s) purged from {queue}")),
         "{}",
-        stdout(&output)
+        output.stdout
     );
     wait_dead(&pipeline, StageName::Wrap, 0).await;
     pipeline.stop().await;

@@ -2,23 +2,23 @@
 //! frozen etcd, SIGKILL and SIGTERM of stage processes. Each test ends with a tally of the
 //! final records (and a row for `scripts/chaos.sh` when `CHAOS_REPORT` is set).
 //!
-//! These tests restart shared services, so they run one at a time, and they need the
-//! services on this machine (`rabbitmqctl`, the `etcd` binary): `scripts/setup.sh`.
+//! These tests disturb whole services, so they run one at a time; the two that restart the
+//! shared broker also have it to themselves ([`TestPipeline::exclusive`]: no other test of
+//! the binary runs meanwhile). They need the services on this machine (`rabbitmqctl`, the
+//! `etcd` binary): `scripts/setup.sh`.
 
-mod support;
-
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::*;
+use crate::helpers::process::{Process, SHUTDOWN_PATIENCE};
+use crate::helpers::*;
 use heat_pipeline::stages::StageName;
-use support::faults::*;
-use support::*;
 use tokio::sync::Mutex;
 
-/// The faults disturb whole services: one test at a time.
+/// The faults disturb whole services: one fault test at a time. Taken before the services
+/// lock (in [`TestPipeline`]), always in that order.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_heat-pipeline");
 
 /// `resources` resources, each created at versions 1 to `versions`, published version by
 /// version (as upstream would over time).
@@ -81,7 +81,8 @@ fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally)
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
     // One message at a time per stage, so that the broker goes down mid-stream.
-    let mut pipeline = TestPipeline::spawn("broker-restart", 1).await;
+    let mut pipeline = TestPipeline::exclusive("broker-restart").await;
+    pipeline.start_stages(1).await;
     let (sent, bodies) = workload("b", 2000, 1);
     publish_all(&pipeline, &bodies).await;
     wait_for_progress(&pipeline, &sent, 10).await;
@@ -111,7 +112,8 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
 #[tokio::test]
 async fn idle_stages_come_back_after_a_broker_restart() {
     let _serial = SERIAL.lock().await;
-    let mut pipeline = TestPipeline::spawn("broker-restart-idle", 4).await;
+    let mut pipeline = TestPipeline::exclusive("broker-restart-idle").await;
+    pipeline.start_stages(4).await;
     pipeline
         .publish(&heat_result("create", "idle-1", 1, "CREATE_COMPLETE", ""))
         .await;
@@ -198,16 +200,15 @@ async fn a_frozen_etcd_times_out_as_a_transient_error() {
     pipeline.stop().await;
 }
 
-fn spawn_stage(pipeline: &TestPipeline, stage: &str, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["run", stage, "--concurrency", "8"])
-        .args(extra)
-        .envs(pipeline.env())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start heat-pipeline")
+fn spawn_stage(pipeline: &TestPipeline, stage: &str, extra: &[&str]) -> Process {
+    Process::start(
+        pipeline
+            .command(&["run", stage, "--concurrency", "8"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
 }
 
 #[tokio::test]
@@ -215,26 +216,22 @@ async fn a_stage_killed_with_sigkill_is_finished_by_another() {
     let _serial = SERIAL.lock().await;
     let pipeline = TestPipeline::new("sigkill").await;
     let capture = spawn_stage(&pipeline, "capture", &[]);
-    let mut normalize = spawn_stage(&pipeline, "normalize", &[]);
-    let mut wrap_a = spawn_stage(&pipeline, "wrap", &[]);
-    let mut wrap_b = spawn_stage(&pipeline, "wrap", &[]);
+    let normalize = spawn_stage(&pipeline, "normalize", &[]);
+    let wrap_a = spawn_stage(&pipeline, "wrap", &[]);
+    let wrap_b = spawn_stage(&pipeline, "wrap", &[]);
 
     let (sent, bodies) = workload("k", 500, 4);
     publish_all(&pipeline, &bodies).await;
     wait_for_progress(&pipeline, &sent, 50).await;
 
     // Kill a wrap (its twin carries on) and capture (restarted), mid-stream.
-    let mut capture = capture;
-    signal(wrap_a.id(), "KILL");
-    signal(capture.id(), "KILL");
-    wrap_a.wait().unwrap();
-    capture.wait().unwrap();
-    let mut capture = spawn_stage(&pipeline, "capture", &[]);
+    wrap_a.kill();
+    capture.kill();
+    let capture = spawn_stage(&pipeline, "capture", &[]);
 
     let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
-    for child in [&mut capture, &mut normalize, &mut wrap_b] {
-        signal(child.id(), "TERM");
-        assert!(child.wait().unwrap().success());
+    for child in [capture, normalize, wrap_b] {
+        child.terminate().await; // exit 0
     }
     assert_nothing_lost(
         "SIGKILL of capture and of one of two wraps",
@@ -256,10 +253,11 @@ async fn sigterm_under_load_drains_in_time_and_loses_nothing() {
     wait_for_progress(&pipeline, &sent, 100).await;
 
     let asked = Instant::now();
-    signal(all.id(), "TERM");
-    let status = tokio::task::spawn_blocking(move || all.wait().unwrap())
+    all.signal("TERM");
+    let status = all
+        .exit_within(SHUTDOWN_PATIENCE)
         .await
-        .unwrap();
+        .expect("exit after SIGTERM");
     let took = asked.elapsed();
     eprintln!("SIGTERM: exit {status} after {took:?}");
     assert!(status.success(), "exit 0 after SIGTERM");
@@ -269,10 +267,9 @@ async fn sigterm_under_load_drains_in_time_and_loses_nothing() {
     );
 
     // Whatever it did not finish went back to the queues: a new process finishes it.
-    let mut again = spawn_stage(&pipeline, "all", &[]);
+    let again = spawn_stage(&pipeline, "all", &[]);
     let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
-    signal(again.id(), "TERM");
-    assert!(again.wait().unwrap().success());
+    again.terminate().await; // exit 0
     assert_nothing_lost(
         "SIGTERM under load, then restart",
         &sent,

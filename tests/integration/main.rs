@@ -1,0 +1,19 @@
+//! The integration tests, as one test binary (`cargo test --test integration`): one module
+//! per area, sharing the helpers in `helpers/`. One binary links the crate once, where one
+//! binary per file linked it ten times.
+//!
+//! All tests run concurrently in this one process, against the same RabbitMQ and etcd: see
+//! `helpers` for how the tests that restart the broker keep out of the others' way.
+
+mod helpers;
+
+mod dlq;
+mod faults;
+mod pipeline;
+mod processes;
+mod properties;
+mod scale;
+mod security;
+mod status;
+mod store;
+mod telemetry;
