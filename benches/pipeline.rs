@@ -74,7 +74,7 @@ async fn main() {
     let etcd = Client::connect(etcd_endpoints.split(',').collect::<Vec<_>>(), None)
         .await
         .expect("etcd");
-    let connection = amqp::connect(&amqp_url.as_str().into(), "bench")
+    let (connection, _node) = amqp::connect(&amqp_url.as_str().into(), "bench")
         .await
         .expect("broker");
     let channel = amqp::confirm_channel(&connection).await.unwrap();

@@ -25,7 +25,9 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
+step bash scripts/install-check-tools.sh
 step bash scripts/check-deploy.sh
+RUSTDOCFLAGS="-D warnings" step cargo doc --no-deps --quiet
 # The benchmark only prints figures (scripts/bench.sh runs it): here it is only compiled.
 # Doctests run before the main suite so that the suite's closing line is the full run's.
 step cargo test --no-run --benches

@@ -17,3 +17,4 @@ mod security;
 mod status;
 mod store;
 mod telemetry;
+mod tidy;

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use crate::helpers::process::{run, Ran};
 use crate::helpers::*;
 use heat_pipeline::amqp;
-use heat_pipeline::publish::input_properties;
+use heat_pipeline::ops::publish::input_properties;
+use heat_pipeline::ops::status::{PipelineStatus, QueueCounts, StageStatus};
 use heat_pipeline::stages::StageName;
-use heat_pipeline::status::{PipelineStatus, QueueCounts, StageStatus};
 use lapin::options::QueueDeleteOptions;
 use lapin::types::FieldTable;
 

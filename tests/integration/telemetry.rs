@@ -8,7 +8,7 @@ use crate::helpers::faults::PrivateEtcd;
 use crate::helpers::process::{command, free_addr, spawn, Process};
 use crate::helpers::*;
 use heat_pipeline::amqp;
-use heat_pipeline::publish::input_properties;
+use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 
 /// GET `url`: the status (0 when nothing answers) and the body.

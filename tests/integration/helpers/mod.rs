@@ -26,17 +26,19 @@ pub mod faults;
 pub mod process;
 mod services;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::Client;
 use heat_pipeline::amqp::{self, header_str, Topology};
+use heat_pipeline::app::{App, AppConfig, AppError};
 use heat_pipeline::keys::Keyspace;
-use heat_pipeline::publish::input_properties;
-use heat_pipeline::runner::{self, Pipeline, RunOptions, SharedConnection};
-use heat_pipeline::stages::{Capture, Normalize, StageName, Wrap};
-use heat_pipeline::store::{Store, StoreConfig};
+use heat_pipeline::ops::publish::input_properties;
+use heat_pipeline::runner::RunOptions;
+use heat_pipeline::stages::StageName;
+use heat_pipeline::store::StoreConfig;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
     QueueDeleteOptions,
@@ -119,9 +121,10 @@ pub struct TestPipeline {
     connection: Connection,
     pub channel: Channel,
     shutdown: CancellationToken,
-    runners: JoinSet<()>,
-    /// What the in-process stages share, to close its connection at the end.
-    stages: Vec<Arc<Pipeline>>,
+    /// The in-process `App`s ([`TestPipeline::start_stages`]): the production wiring.
+    apps: JoinSet<Result<(), AppError>>,
+    /// Where the last started `App` serves `/metrics`, `/healthz` and `/readyz`.
+    pub http_addr: Option<SocketAddr>,
     /// Held until the pipeline is stopped or dropped (see the module's doc comment). The
     /// last field, so it is released after everything else is dropped.
     _services: ServicesGuard,
@@ -150,7 +153,7 @@ impl TestPipeline {
         let name = unique_name(test);
         let prefix = format!("/{name}");
         let topology = Topology::new(name.clone(), 20);
-        let connection = amqp::connect(&services.amqp_url.as_str().into(), "test")
+        let (connection, _node) = amqp::connect(&services.amqp_url.as_str().into(), "test")
             .await
             .expect("connect to RabbitMQ");
         let channel = amqp::confirm_channel(&connection).await.unwrap();
@@ -169,8 +172,8 @@ impl TestPipeline {
             connection,
             channel,
             shutdown: CancellationToken::new(),
-            runners: JoinSet::new(),
-            stages: Vec::new(),
+            apps: JoinSet::new(),
+            http_addr: None,
             _services: guard,
         }
     }
@@ -182,34 +185,24 @@ impl TestPipeline {
         pipeline
     }
 
+    /// Runs all three stages in this process as production runs them: one [`App`], with
+    /// its own HTTP endpoints on a free port (kept in [`TestPipeline::http_addr`]).
     pub async fn start_stages(&mut self, concurrency: u16) {
-        let config = StoreConfig::new(self.services.etcd_endpoints.clone(), self.etcd_timeout);
-        let store = Store::connect(&config).await.unwrap();
-        let shared = Arc::new(Pipeline {
-            connection: SharedConnection::new(self.services.amqp_url.as_str().into()),
-            health: Default::default(),
+        let config = AppConfig {
+            amqp: self.services.amqp_url.as_str().into(),
+            store: StoreConfig::new(self.services.etcd_endpoints.clone(), self.etcd_timeout),
             topology: self.topology.clone(),
-            store,
+            keys: self.keys.clone(),
+            stages: StageName::ALL.to_vec(),
             options: RunOptions {
                 concurrency,
                 ..RunOptions::default()
             },
-        });
-        self.stages.push(shared.clone());
-        let keys = self.keys.clone();
-        let token = self.shutdown.clone();
-        self.runners.spawn(runner::run(
-            Capture { keys: keys.clone() },
-            shared.clone(),
-            token.clone(),
-        ));
-        self.runners.spawn(runner::run(
-            Normalize { keys: keys.clone() },
-            shared.clone(),
-            token.clone(),
-        ));
-        self.runners
-            .spawn(runner::run(Wrap { keys }, shared, token));
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let app = App::build(config).await.expect("build the app");
+        self.http_addr = Some(app.http_addr());
+        self.apps.spawn(app.run(self.shutdown.clone()));
     }
 
     /// Opens a new connection for the test's own use (after a broker restart killed it).
@@ -217,7 +210,7 @@ impl TestPipeline {
         let deadline = Instant::now() + PATIENCE;
         loop {
             match amqp::connect(&self.services.amqp_url.as_str().into(), "test").await {
-                Ok(connection) => {
+                Ok((connection, _node)) => {
                     self.channel = amqp::confirm_channel(&connection).await.unwrap();
                     self.connection = connection;
                     return;
@@ -365,11 +358,10 @@ impl TestPipeline {
     /// Stops the in-process stages (a clean drain) and removes the test's queues and keys.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while let Some(result) = self.runners.join_next().await {
-            result.expect("a runner panicked");
-        }
-        for stages in &self.stages {
-            stages.connection.close().await;
+        while let Some(result) = self.apps.join_next().await {
+            result
+                .expect("an app panicked")
+                .expect("an app stopped with an error");
         }
         for stage in StageName::ALL {
             for queue in [self.topology.queue(stage), self.topology.dead_queue(stage)] {

@@ -3,7 +3,9 @@
 //! 1. `AMQP_URL` and `ETCD_ENDPOINTS` when both are set (`scripts/test.sh` and CI start the
 //!    services natively and set them);
 //! 2. otherwise, when a Docker engine is present, containers started once per test binary
-//!    with testcontainers;
+//!    with testcontainers, from the images `TEST_RABBITMQ_IMAGE` and `TEST_ETCD_IMAGE`
+//!    (`name:tag`; by default the upstream `rabbitmq:3.13` and `quay.io/coreos/etcd:v3.5.17`;
+//!    with no registry, `scripts/images.sh` builds local ones from Debian's packages);
 //! 3. otherwise the test fails and says how to get services.
 
 use std::path::Path;
@@ -58,14 +60,33 @@ fn docker_available() -> bool {
     std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists()
 }
 
+/// `name:tag` from `variable`, or `default`. The tag is what follows the last `:` after
+/// the last `/` (a registry's port is not a tag).
+fn image(variable: &str, default: &str) -> (String, String) {
+    let reference = std::env::var(variable).unwrap_or_else(|_| default.to_string());
+    let name_start = reference.rfind('/').map_or(0, |slash| slash + 1);
+    match reference[name_start..].rfind(':') {
+        Some(colon) => {
+            let colon = name_start + colon;
+            (
+                reference[..colon].to_string(),
+                reference[colon + 1..].to_string(),
+            )
+        }
+        None => (reference, "latest".to_string()),
+    }
+}
+
 async fn start_containers() -> (ContainerAsync<GenericImage>, ContainerAsync<GenericImage>) {
-    let rabbit = GenericImage::new("rabbitmq", "3.13")
+    let (rabbit_name, rabbit_tag) = image("TEST_RABBITMQ_IMAGE", "rabbitmq:3.13");
+    let (etcd_name, etcd_tag) = image("TEST_ETCD_IMAGE", "quay.io/coreos/etcd:v3.5.17");
+    let rabbit = GenericImage::new(rabbit_name, rabbit_tag)
         .with_exposed_port(5672.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
         .start()
         .await
         .expect("start a RabbitMQ container");
-    let etcd = GenericImage::new("quay.io/coreos/etcd", "v3.5.17")
+    let etcd = GenericImage::new(etcd_name, etcd_tag)
         .with_exposed_port(2379.tcp())
         .with_wait_for(WaitFor::message_on_stderr("ready to serve client requests"))
         .with_cmd([
