@@ -5,8 +5,8 @@
 #   3. the whole stack with docker-compose.offline.yml, scaled (capture=2 normalize=2
 #      wrap=3), on host ports that are not the native ones;
 #   4. the seed example published, its three records checked byte for byte;
-#   5. the Rust integration tests against the compose services (fault tests skipped: they
-#      disturb the host's own broker);
+#   5. the Rust integration tests against the compose services (the fault tests are
+#      skipped: they start a private broker and etcd of their own, not the compose ones);
 #   6. faults injected through compose while a stream of messages flows: broker killed and
 #      started, etcd restarted, one stage container killed; then lost and dead-lettered
 #      counted;
@@ -19,9 +19,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 # --- knobs ------------------------------------------------------------------------------
-# The integration test binary (`cargo test --test NAME`); FALLBACK when it does not exist.
-INTEGRATION_TEST="${INTEGRATION_TEST:-integration}"
-INTEGRATION_TEST_FALLBACK="${INTEGRATION_TEST_FALLBACK:-pipeline}"
+# The integration test binary (`cargo test --test NAME`).
+TEST_NAME="${INTEGRATION_TEST:-integration}"
 INTEGRATION_ARGS=(-- --skip faults::)
 # Where cargo test runs: this checkout, or e.g. a clean worktree of the last commit while
 # this one is being edited (CARGO_TARGET_DIR may point at this checkout's target/).
@@ -92,7 +91,6 @@ compose() {
 
 # --- teardown, always -----------------------------------------------------------------------
 TC_BEFORE=""
-TEMP_TAGS=()
 teardown() {
   local status=$?
   trap - EXIT INT TERM
@@ -110,12 +108,15 @@ teardown() {
     docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r docker volume rm >/dev/null 2>&1 || true
     # testcontainers-rs has no reaper: remove the containers this run's tests started.
     remove_test_containers
-    local tag
-    for tag in "${TEMP_TAGS[@]}"; do docker rmi "$tag" >/dev/null 2>&1 || true; done
   fi
   print_steps
   if ((status == 0 && FAILED)); then status=1; fi
   log "finished: $( ((status == 0)) && echo PASSED || echo "FAILED (exit $status)") in $((SECONDS - T0)) s; logs in $LOGDIR"
+  local passed=0 failed=0 result
+  for result in "${STEP_RESULTS[@]}"; do
+    if [[ $result == ok ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  done
+  echo "compose-test: $passed passed, $failed failed"
   exit "$status"
 }
 remove_test_containers() {
@@ -254,18 +255,6 @@ done
 end "$seed_ok"
 
 # --- 4. integration tests against the compose services ------------------------------------------
-test_binary() {
-  local name=$1
-  [[ -e "$CARGO_TEST_DIR/tests/$name.rs" || -e "$CARGO_TEST_DIR/tests/$name/main.rs" ]] ||
-    grep -qE "^name[[:space:]]*=[[:space:]]*\"$name\"" "$CARGO_TEST_DIR/Cargo.toml"
-}
-TEST_NAME="$INTEGRATION_TEST"
-if ! test_binary "$TEST_NAME"; then
-  log "no test binary '$TEST_NAME' (yet); using '$INTEGRATION_TEST_FALLBACK'"
-  TEST_NAME="$INTEGRATION_TEST_FALLBACK"
-  # The fallback binary is one test file: its tests have no module prefix.
-  TESTCONTAINERS_FILTER=""
-fi
 summarize_tests() {
   echo "tests ($2):"
   grep -E '^test result:|^failures:$|^    [a-z_:]+$|panicked at' "$1" | head -40 | sed 's/^/  /' || true
@@ -334,7 +323,7 @@ print(dead, ready)' 2>/dev/null || echo "? ?"
 wait_healthy() { # service, timeout
   local deadline=$((SECONDS + $2)) id
   while ((SECONDS < deadline)); do
-    id=$(compose ps -q "$1" | head -1)
+    id=$(compose ps -q "$1" | sed -n 1p)
     [[ -n "$id" && "$(docker inspect -f '{{.State.Health.Status}}' "$id" 2>/dev/null)" == healthy ]] && return 0
     sleep 0.5
   done
@@ -418,7 +407,9 @@ inject_restart_etcd() {
 }
 inject_kill_stage() {
   local victim
-  victim=$(compose ps -q wrap | head -1)
+  # sed, not head: head would close the pipe early and, under pipefail, compose's write
+  # error would end the script.
+  victim=$(compose ps -q wrap | sed -n 1p)
   log "   killing $(docker inspect -f '{{.Name}}' "$victim" | tr -d /)"
   docker kill "$victim" >/dev/null
   sleep 3
@@ -446,17 +437,6 @@ end
 
 # --- 6. testcontainers with the local images ------------------------------------------------------
 begin "cargo test --test $TEST_NAME ${TESTCONTAINERS_FILTER:+$TESTCONTAINERS_FILTER }(testcontainers)"
-if ! grep -rqs TEST_RABBITMQ_IMAGE "$CARGO_TEST_DIR/tests/"; then
-  # The tests do not read TEST_RABBITMQ_IMAGE/TEST_ETCD_IMAGE yet: tag the local images
-  # under the names they ask for, for this run only.
-  for pair in "$RABBITMQ_IMAGE=rabbitmq:3.13" "$ETCD_IMAGE=quay.io/coreos/etcd:v3.5.17"; do
-    if ! docker image inspect "${pair#*=}" >/dev/null 2>&1; then
-      docker tag "${pair%%=*}" "${pair#*=}"
-      TEMP_TAGS+=("${pair#*=}")
-    fi
-  done
-  log "tests do not read TEST_RABBITMQ_IMAGE yet; tagged the local images as ${TEMP_TAGS[*]:-(already present)} for this step"
-fi
 status=0
 (cd "$CARGO_TEST_DIR" && env -u AMQP_URL -u ETCD_ENDPOINTS \
   TEST_RABBITMQ_IMAGE="$RABBITMQ_IMAGE" TEST_ETCD_IMAGE="$ETCD_IMAGE" \
@@ -464,6 +444,4 @@ status=0
   >"$LOGDIR/test-testcontainers.log" 2>&1 || status=$?
 summarize_tests "$LOGDIR/test-testcontainers.log" "cargo test --test $TEST_NAME with testcontainers and the local images"
 remove_test_containers
-for tag in "${TEMP_TAGS[@]}"; do docker rmi "$tag" >/dev/null 2>&1 || true; done
-TEMP_TAGS=()
 if ((status)); then tail -20 "$LOGDIR/test-testcontainers.log" >&2; end "FAILED (cargo exit $status)"; else end; fi

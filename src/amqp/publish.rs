@@ -1,7 +1,14 @@
 //! Confirmed publishing: a message is the broker's only once it confirmed it.
 
+use std::time::Duration;
+
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
+
+/// How long a publish may wait for the broker's confirm. A quorum queue confirms once a
+/// majority of its members has the message: seconds during a leader election, never
+/// while the node we talk to hangs. Past this the caller treats the channel as broken.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a publish was not confirmed.
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +17,8 @@ pub enum PublishError {
     Broker(#[from] lapin::Error),
     #[error("the broker refused the message (nack)")]
     Nacked,
+    #[error("no confirm within {0:?}")]
+    TimedOut(Duration),
     #[error("no queue is bound to {exchange} with key {routing_key}")]
     Unroutable {
         exchange: String,
@@ -17,8 +26,8 @@ pub enum PublishError {
     },
 }
 
-/// Publishes a persistent, mandatory message and waits for the broker's confirm: only then
-/// is the message the broker's responsibility.
+/// Publishes a persistent, mandatory message and waits (at most [`CONFIRM_TIMEOUT`]) for the
+/// broker's confirm: only then is the message the broker's responsibility.
 pub async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
@@ -30,16 +39,21 @@ pub async fn publish_confirmed(
         mandatory: true,
         ..Default::default()
     };
-    let confirmation = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            options,
-            body,
-            properties.with_delivery_mode(2),
-        )
-        .await?
-        .await?;
+    let publish = async {
+        channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                options,
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await?
+            .await
+    };
+    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
+        .await
+        .map_err(|_| PublishError::TimedOut(CONFIRM_TIMEOUT))??;
     match confirmation {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable {

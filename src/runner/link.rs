@@ -6,12 +6,21 @@
 //! raises when the session can no longer ack or publish). The consumer loop and teardown
 //! stay in `session.rs`; this type is all that crosses between the two.
 
+use std::time::Duration;
+
 use lapin::message::Delivery;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Acks, BatcherStopped};
 use crate::amqp::{publish_confirmed, PublishError};
+
+/// How often a nacked publish is tried again before the session is given up (and the
+/// delivery, unacked, comes back to publish again after the reconnect).
+const NACK_RETRIES: u32 = 3;
+
+/// The pause before publishing a nacked message again, times the attempt.
+const NACK_PAUSE: Duration = Duration::from_millis(200);
 
 pub(super) struct SessionLink {
     /// Hand-offs and dead letters leave here, with publisher confirms. A channel apart from
@@ -37,7 +46,10 @@ impl SessionLink {
         }
     }
 
-    /// Publishes persistently and mandatorily, and waits for the broker's confirm.
+    /// Publishes persistently and mandatorily, and waits for the broker's confirm. A nack
+    /// (a quorum queue that lost its leader, say) is published again, up to
+    /// [`NACK_RETRIES`] times: the next stage is idempotent, so a duplicate is harmless.
+    /// Any other failure is returned, and the caller breaks the session.
     pub(super) async fn publish(
         &self,
         exchange: &str,
@@ -45,7 +57,25 @@ impl SessionLink {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
-        publish_confirmed(&self.publish, exchange, routing_key, body, properties).await
+        let mut nacks = 0;
+        loop {
+            let published = publish_confirmed(
+                &self.publish,
+                exchange,
+                routing_key,
+                body,
+                properties.clone(),
+            )
+            .await;
+            match published {
+                Err(PublishError::Nacked) if nacks < NACK_RETRIES => {
+                    nacks += 1;
+                    tracing::warn!(nacks, "the broker nacked a publish; publishing it again");
+                    tokio::time::sleep(NACK_PAUSE * nacks).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Hands a finished delivery to the ack batcher: acked with the next run of finished

@@ -61,7 +61,10 @@ impl StoreConfig {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
             .with_timeout(self.timeout)
-            .with_keep_alive(Duration::from_secs(10), self.timeout);
+            .with_keep_alive(Duration::from_secs(10), self.timeout)
+            // A member cut off from the cluster's quorum answers "no leader" at once instead
+            // of holding the request until the timeout: the retry goes to another member.
+            .with_require_leader(true);
         if self.uses_https() {
             let mut tls = TlsOptions::new().timeout(self.timeout);
             tls = match self.tls.as_ref().and_then(|t| t.ca.as_ref()) {

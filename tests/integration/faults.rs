@@ -2,22 +2,23 @@
 //! frozen etcd, SIGKILL and SIGTERM of stage processes. Each test ends with a tally of the
 //! final records (and a row for `scripts/chaos.sh` when `CHAOS_REPORT` is set).
 //!
-//! These tests disturb whole services, so they run one at a time; the two that restart the
-//! shared broker also have it to themselves ([`TestPipeline::exclusive`]: no other test of
-//! the binary runs meanwhile). They need the services on this machine (`rabbitmqctl`, the
-//! `etcd` binary): `scripts/setup.sh`.
+//! Each test disturbs only services it started itself: a private broker
+//! ([`PrivateRabbit`]) for the broker restarts, a private etcd ([`PrivateEtcd`]) for the etcd
+//! outages, its own child processes for the signals. They need the packages that
+//! `scripts/setup.sh` installs (`rabbitmq-server`, `etcd-server`), and run one at a time:
+//! each loads the machine's two cores with thousands of messages.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::helpers::faults::*;
 use crate::helpers::process::{Process, SHUTDOWN_PATIENCE};
+use crate::helpers::rabbit::PrivateRabbit;
 use crate::helpers::*;
 use heat_pipeline::stages::StageName;
 use tokio::sync::Mutex;
 
-/// The faults disturb whole services: one fault test at a time. Taken before the services
-/// lock (in [`TestPipeline`]), always in that order.
+/// One fault test at a time, so that one test's load does not blur another's timing.
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// `resources` resources, each created at versions 1 to `versions`, published version by
@@ -33,6 +34,14 @@ fn workload(prefix: &str, resources: usize, versions: u64) -> (Sent, Vec<Vec<u8>
         }
     }
     (sent, bodies)
+}
+
+/// The shared etcd, with `broker` instead of the shared RabbitMQ.
+async fn private(broker: &PrivateRabbit) -> Services {
+    Services {
+        amqp_url: broker.url.clone(),
+        ..services().await
+    }
 }
 
 async fn publish_all(pipeline: &TestPipeline, bodies: &[Vec<u8>]) {
@@ -81,24 +90,21 @@ fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally)
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
     // One message at a time per stage, so that the broker goes down mid-stream.
-    let mut pipeline = TestPipeline::exclusive("broker-restart").await;
+    let broker = PrivateRabbit::start().await;
+    let mut pipeline = TestPipeline::with_services("broker-restart", private(&broker).await).await;
     pipeline.start_stages(1).await;
     let (sent, bodies) = workload("b", 2000, 1);
     publish_all(&pipeline, &bodies).await;
     wait_for_progress(&pipeline, &sent, 10).await;
 
-    let stopped = tokio::task::spawn_blocking(StoppedBroker::stop)
-        .await
-        .unwrap();
+    broker.stop_app().await;
     let done = pipeline.tally_records(&sent).await.present;
     eprintln!(
         "broker stopped with {done} of {} resources done",
         sent.len()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    tokio::task::spawn_blocking(move || stopped.start())
-        .await
-        .unwrap();
+    broker.start_app().await;
     pipeline.reconnect().await;
 
     let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
@@ -112,20 +118,18 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
 #[tokio::test]
 async fn idle_stages_come_back_after_a_broker_restart() {
     let _serial = SERIAL.lock().await;
-    let mut pipeline = TestPipeline::exclusive("broker-restart-idle").await;
+    let broker = PrivateRabbit::start().await;
+    let mut pipeline =
+        TestPipeline::with_services("broker-restart-idle", private(&broker).await).await;
     pipeline.start_stages(4).await;
     pipeline
         .publish(&heat_result("create", "idle-1", 1, "CREATE_COMPLETE", ""))
         .await;
     pipeline.wait_for_state("idle-1", 1).await;
 
-    let stopped = tokio::task::spawn_blocking(StoppedBroker::stop)
-        .await
-        .unwrap();
+    broker.stop_app().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::spawn_blocking(move || stopped.start())
-        .await
-        .unwrap();
+    broker.start_app().await;
     pipeline.reconnect().await;
 
     pipeline

@@ -4,19 +4,17 @@
 
 use std::time::Duration;
 
-use crate::helpers::{services, shared, unique_name, ServicesGuard};
+use crate::helpers::{services, unique_name};
 use heat_pipeline::plan::{Snapshot, Write};
 use heat_pipeline::stages::StageName;
 use heat_pipeline::store::{BatchedStore, Commit, Store, StoreConfig};
 
-/// A store on the shared etcd, a key prefix of the test's own, and the test's hold on the
-/// shared services (to keep while it uses them).
-async fn store() -> (Store, String, ServicesGuard) {
-    let guard = shared().await;
+/// A store on the shared etcd, and a key prefix of the test's own.
+async fn store() -> (Store, String) {
     let services = services().await;
     let config = StoreConfig::new(services.etcd_endpoints.clone(), Duration::from_secs(5));
     let store = Store::connect(&config).await.expect("connect to etcd");
-    (store, format!("/{}", unique_name("store")), guard)
+    (store, format!("/{}", unique_name("store")))
 }
 
 fn put(key: &str, value: &[u8]) -> Write {
@@ -40,7 +38,7 @@ fn holding(key: &str, value: &[u8]) -> Snapshot {
 
 #[tokio::test]
 async fn a_wrong_guess_writes_nothing_and_returns_the_keys_as_they_stand() {
-    let (store, prefix, _shared) = store().await;
+    let (store, prefix) = store().await;
     let key = format!("{prefix}/a");
 
     // Guessed absent, and it is: applied.
@@ -86,7 +84,7 @@ async fn a_wrong_guess_writes_nothing_and_returns_the_keys_as_they_stand() {
 
 #[tokio::test]
 async fn a_batch_answers_each_decision_on_its_own() {
-    let (store, prefix, _shared) = store().await;
+    let (store, prefix) = store().await;
     let taken: Vec<String> = (0..10).map(|i| format!("{prefix}/taken/{i}")).collect();
     for key in &taken {
         store

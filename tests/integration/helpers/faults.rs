@@ -1,5 +1,5 @@
 //! Fault injection for the fault tests: a private etcd that can be stopped, started and
-//! frozen, a real broker restart, and the tally of what a run ended with.
+//! frozen, and the tally of what a run ended with. (The private broker is `rabbit.rs`.)
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -128,43 +128,6 @@ impl Drop for PrivateEtcd {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl").args(args).output().unwrap_or_else(|e| {
-        panic!("the broker-restart test needs rabbitmqctl of the local RabbitMQ (scripts/setup.sh): {e}")
-    });
-    assert!(output.status.success(), "rabbitmqctl {args:?}: {output:?}");
-}
-
-/// The local RabbitMQ application stopped (`rabbitmqctl stop_app`): the broker closes every
-/// connection; durable queues and persistent messages survive, as in a real restart. It is
-/// started again by [`StoppedBroker::start`], or on drop, so a failing test never leaves the
-/// machine without a broker.
-pub struct StoppedBroker {
-    started: bool,
-}
-
-impl StoppedBroker {
-    pub fn stop() -> StoppedBroker {
-        rabbitmqctl(&["stop_app"]);
-        StoppedBroker { started: false }
-    }
-
-    /// Starts the broker again and waits until it serves.
-    pub fn start(mut self) {
-        self.started = true;
-        rabbitmqctl(&["start_app"]);
-        rabbitmqctl(&["await_startup"]);
-    }
-}
-
-impl Drop for StoppedBroker {
-    fn drop(&mut self) {
-        if !self.started {
-            let _ = Command::new("rabbitmqctl").arg("start_app").status();
-        }
     }
 }
 

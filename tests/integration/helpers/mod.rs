@@ -4,31 +4,18 @@
 //! # Sharing the services
 //!
 //! Every test of the binary runs at the same time as the others, against the same RabbitMQ
-//! and etcd. Isolation by name keeps their data apart, but a test that disturbs a shared
-//! service (the fault tests that restart the broker) would break every other test running
-//! then. So one process-wide lock ([`shared`], [`exclusive`]) guards the shared services:
-//!
-//! - a test that uses them holds a *read* guard for its whole life. [`TestPipeline`] takes one
-//!   when it is made and keeps it until it is stopped or dropped, so a test that has a
-//!   `TestPipeline` (and the child processes it starts, which use the same services) is
-//!   covered with no more code; a test that uses the services without a `TestPipeline` takes
-//!   one itself with [`shared`];
-//! - a test that disturbs a shared service takes the *write* guard instead, through
-//!   [`TestPipeline::exclusive`]: it waits until no other test uses the services, and no other
-//!   test starts until it is done;
-//! - a test that disturbs only a service of its own (a [`faults::PrivateEtcd`]) needs only a
-//!   read guard;
-//! - a test holds one guard at a time: a second read guard, asked for while a writer waits,
-//!   would wait behind the writer, which waits for the first read guard to go (deadlock). So
-//!   a test makes one `TestPipeline` at most, and does not call [`shared`] beside it.
+//! and etcd; isolation by name keeps their data apart. No test stops, restarts or changes a
+//! service it did not start: a test that disturbs a broker or an etcd starts its own
+//! ([`rabbit::PrivateRabbit`], [`faults::PrivateEtcd`]) and passes it in with
+//! [`TestPipeline::with_services`]. So the tests need no lock on the shared services.
 
 pub mod faults;
 pub mod process;
+pub mod rabbit;
 mod services;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::Client;
@@ -45,7 +32,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
-use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -59,31 +45,6 @@ pub const SEED_ID: &str = "23464cbc-d910-430a-93f7-3776ea07f992";
 
 /// How long a test waits for the pipeline before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The lock on the shared services (see the module's doc comment).
-static SERVICES_LOCK: LazyLock<Arc<RwLock<()>>> = LazyLock::new(Default::default);
-
-/// A test's hold on the shared services: shared with other tests, or exclusive.
-pub enum ServicesGuard {
-    Shared { _guard: OwnedRwLockReadGuard<()> },
-    Exclusive { _guard: OwnedRwLockWriteGuard<()> },
-}
-
-/// Waits until no test disturbs the shared services, and keeps them undisturbed while the
-/// guard lives. For tests that use the services without a [`TestPipeline`].
-pub async fn shared() -> ServicesGuard {
-    ServicesGuard::Shared {
-        _guard: SERVICES_LOCK.clone().read_owned().await,
-    }
-}
-
-/// Waits until no other test uses the shared services, and keeps them to this test while
-/// the guard lives. For tests that disturb them (a broker restart).
-pub async fn exclusive() -> ServicesGuard {
-    ServicesGuard::Exclusive {
-        _guard: SERVICES_LOCK.clone().write_owned().await,
-    }
-}
 
 /// A name no other test (or earlier run) uses.
 pub fn unique_name(test: &str) -> String {
@@ -125,9 +86,6 @@ pub struct TestPipeline {
     apps: JoinSet<Result<(), AppError>>,
     /// Where the last started `App` serves `/metrics`, `/healthz` and `/readyz`.
     pub http_addr: Option<SocketAddr>,
-    /// Held until the pipeline is stopped or dropped (see the module's doc comment). The
-    /// last field, so it is released after everything else is dropped.
-    _services: ServicesGuard,
 }
 
 impl TestPipeline {
@@ -138,17 +96,10 @@ impl TestPipeline {
 
     /// Like [`TestPipeline::new`], with other services (a private etcd, say).
     pub async fn with_services(test: &str, services: Services) -> TestPipeline {
-        TestPipeline::open(test, services, shared().await).await
+        TestPipeline::open(test, services).await
     }
 
-    /// Like [`TestPipeline::new`], for a test that disturbs the shared services: it has them
-    /// to itself until the pipeline is stopped or dropped.
-    pub async fn exclusive(test: &str) -> TestPipeline {
-        let guard = exclusive().await;
-        TestPipeline::open(test, services().await, guard).await
-    }
-
-    async fn open(test: &str, services: Services, guard: ServicesGuard) -> TestPipeline {
+    async fn open(test: &str, services: Services) -> TestPipeline {
         init_test_logging();
         let name = unique_name(test);
         let prefix = format!("/{name}");
@@ -174,7 +125,6 @@ impl TestPipeline {
             shutdown: CancellationToken::new(),
             apps: JoinSet::new(),
             http_addr: None,
-            _services: guard,
         }
     }
 
