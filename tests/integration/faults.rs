@@ -16,10 +16,6 @@ use crate::helpers::process::{Process, SHUTDOWN_PATIENCE};
 use crate::helpers::rabbit::PrivateRabbit;
 use crate::helpers::*;
 use heat_pipeline::stages::StageName;
-use tokio::sync::Mutex;
-
-/// One fault test at a time, so that one test's load does not blur another's timing.
-static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// `resources` resources, each created at versions 1 to `versions`, published version by
 /// version (as upstream would over time).

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod cluster;
 mod dlq;
 mod faults;
 mod pipeline;

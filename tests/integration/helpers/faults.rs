@@ -148,6 +148,10 @@ pub struct Tally {
     pub leftover_job_state: usize,
 }
 
+/// One heavy test at a time (the fault and cluster tests): each loads the machine's two
+/// cores with thousands of messages, and one's load would blur another's timing.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Published results: resource id → every version sent for it.
 pub type Sent = BTreeMap<String, Vec<u64>>;
 
@@ -164,12 +168,10 @@ impl TestPipeline {
 
     /// [`TestPipeline::tally`] from etcd alone (works while the broker is down).
     pub async fn tally_records(&self, sent: &Sent) -> Tally {
-        let mut kv = self.etcd.kv_client();
         let state_prefix = self.keys.state("ports", "");
-        let response = kv
-            .get(state_prefix.as_str(), Some(GetOptions::new().with_prefix()))
-            .await
-            .unwrap();
+        let response = self
+            .get_retrying(&state_prefix, GetOptions::new().with_prefix())
+            .await;
         let mut tally = Tally::default();
         let mut found = BTreeMap::new();
         for item in response.kvs() {
@@ -206,15 +208,29 @@ impl TestPipeline {
             }
         }
         let job_state_prefix = self.keys.job_state("ports", "");
-        let response = kv
-            .get(
-                job_state_prefix.as_str(),
-                Some(GetOptions::new().with_prefix().with_count_only()),
+        let response = self
+            .get_retrying(
+                &job_state_prefix,
+                GetOptions::new().with_prefix().with_count_only(),
             )
-            .await
-            .unwrap();
+            .await;
         tally.leftover_job_state = response.count() as usize;
         tally
+    }
+
+    /// A read that an etcd member's death or an election does not fail: tried again (on
+    /// another member, as the client balances) until [`PATIENCE`] runs out.
+    async fn get_retrying(&self, key: &str, options: GetOptions) -> etcd_client::GetResponse {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.etcd.kv_client().get(key, Some(options.clone())).await {
+                Ok(response) => return response,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "etcd read of {key}: {error}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     /// Waits until every resource in `sent` is correct (or the patience runs out), then

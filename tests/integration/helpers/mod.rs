@@ -9,6 +9,7 @@
 //! ([`rabbit::PrivateRabbit`], [`faults::PrivateEtcd`]) and passes it in with
 //! [`TestPipeline::with_services`]. So the tests need no lock on the shared services.
 
+pub mod cluster;
 pub mod faults;
 pub mod process;
 pub mod rabbit;

@@ -65,7 +65,9 @@ impl PrivateRabbit {
         // `wait` (unlike `await_startup`) waits for the node to appear at all.
         let patience = START_PATIENCE.as_secs().to_string();
         let pid_file = rabbit.dir.join("rabbit.pid").display().to_string();
-        rabbit.ctl(&["wait", &pid_file, "--timeout", &patience]).await;
+        rabbit
+            .ctl(&["wait", &pid_file, "--timeout", &patience])
+            .await;
         eprintln!(
             "private broker {} up in {:?}",
             rabbit.node,
