@@ -46,6 +46,13 @@ struct Args {
     /// say more about its history than about the pipeline.
     #[arg(long)]
     shared_etcd: bool,
+    /// The broker's processes whose CPU time is counted (a cluster's nodes, comma-separated);
+    /// by default the local `beam.smp`.
+    #[arg(long, value_delimiter = ',')]
+    broker_pids: Vec<u32>,
+    /// etcd's processes whose CPU time is counted with --shared-etcd (a cluster's members).
+    #[arg(long, value_delimiter = ',')]
+    etcd_pids: Vec<u32>,
     /// Passed by `cargo bench`; without it (under `cargo test`) the benchmark does nothing.
     #[arg(long, hide = true)]
     bench: bool,
@@ -130,10 +137,19 @@ async fn main() {
         ("HTTP_ADDR", "127.0.0.1:0"),
     ];
     // CPU time so far of the broker and etcd (NaN where unknown: a remote or shared one).
-    let etcd_pid = private_etcd.as_ref().map(|etcd| etcd.child.id());
-    let broker_pid = pid_named("beam.smp");
-    let cpu_of = |pid: Option<u32>| pid.map_or(f64::NAN, cpu_seconds);
-    let (broker_before, etcd_before) = (cpu_of(broker_pid), cpu_of(etcd_pid));
+    let etcd_pids = match &private_etcd {
+        Some(etcd) => vec![etcd.child.id()],
+        None => args.etcd_pids.clone(),
+    };
+    let broker_pids = match args.broker_pids.as_slice() {
+        [] => pid_named("beam.smp").into_iter().collect(),
+        pids => pids.to_vec(),
+    };
+    let cpu_of = |pids: &[u32]| match pids {
+        [] => f64::NAN,
+        pids => pids.iter().map(|&pid| cpu_seconds(pid)).sum(),
+    };
+    let (broker_before, etcd_before) = (cpu_of(&broker_pids), cpu_of(&etcd_pids));
     let started = Instant::now();
     let mut processes = spawn_pipeline(&args, &env);
     watcher.wait_for_count(args.messages).await;
@@ -146,8 +162,8 @@ async fn main() {
     // CPU time per message is steadier than a rate on a shared machine: it says what each
     // process costs, whatever else the cores were doing.
     let pipeline_cpu: f64 = processes.iter().map(|p| cpu_seconds(p.child.id())).sum();
-    let broker_cpu = cpu_of(broker_pid) - broker_before;
-    let etcd_cpu = cpu_of(etcd_pid) - etcd_before;
+    let broker_cpu = cpu_of(&broker_pids) - broker_before;
+    let etcd_cpu = cpu_of(&etcd_pids) - etcd_before;
     let per_message = |seconds: f64| {
         if seconds.is_nan() {
             "unknown".to_string()

@@ -7,11 +7,56 @@
 #   scripts/bench.sh --messages 200000            # RSS at 10x the messages
 #   scripts/bench.sh --processes 2                # two processes per stage
 #   scripts/bench.sh --rate 500 --seconds 20      # the latency phase
+#   scripts/bench.sh --cluster [ARGS]             # the same ARGS on one node, then on the
+#                                                 # local clusters (scripts/cluster.sh:
+#                                                 # 3 RabbitMQ nodes, 3 etcd members)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
+cluster=0
+if [[ "${1:-}" == --cluster ]]; then
+  cluster=1
+  shift
+fi
+
 eval "export $(bash scripts/setup.sh)"
 cargo build --release --quiet
-cargo bench --quiet --bench pipeline -- "$@"
+bench() { cargo bench --quiet --bench pipeline -- "$@"; }
+
+if ((!cluster)); then
+  bench "$@"
+  exit
+fi
+
+# Pids of the cluster's processes of one command name (cluster.sh marks their environment).
+cluster_pids() {
+  local mark="HPC_CLUSTER_MARK=$REPO/.data/cluster" pid pids=()
+  for pid in $(grep -lzxF -- "$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$1" ]] && pids+=("$pid")
+  done
+  local IFS=,
+  echo "${pids[*]}"
+}
+
+out="$(mktemp -d)"
+trap 'bash scripts/cluster.sh down >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
+echo "== one RabbitMQ node, one etcd (a fresh private one)"
+bench "$@" | tee "$out/single"
+echo
+echo "== clusters: 3 RabbitMQ nodes (quorum queues on all three), 3 etcd members"
+bash scripts/cluster.sh down >/dev/null  # a fresh cluster: no history from earlier runs
+eval "export $(bash scripts/cluster.sh up | tail -n 1)"
+bench --shared-etcd --broker-pids "$(cluster_pids beam.smp)" --etcd-pids "$(cluster_pids etcd)" "$@" |
+  tee "$out/cluster"
+bash scripts/cluster.sh down >/dev/null
+
+echo
+echo "== side by side"
+for run in single cluster; do
+  drain=$(grep -o '= [0-9]* msg/s' "$out/$run" | head -1)
+  cpu=$(grep -o 'pipeline [0-9]* us, RabbitMQ [0-9a-z]* [a-z]*, etcd [0-9a-z]* [a-z]*' "$out/$run" | head -1)
+  latency=$(grep -o 'p50 [0-9.]* ms, p99 [0-9.]* ms' "$out/$run" | head -1)
+  printf '%-8s drain %-12s latency %-28s CPU per message: %s\n' "$run" "${drain#= }" "$latency" "$cpu"
+done

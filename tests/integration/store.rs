@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use crate::helpers::{services, unique_name};
-use heat_pipeline::plan::{Snapshot, Write};
-use heat_pipeline::stages::StageName;
+use crate::helpers::{services, unique_name, SEED_INPUT};
+use heat_pipeline::keys::Keyspace;
+use heat_pipeline::plan::{Outcome, Snapshot, Write};
+use heat_pipeline::stages::{Capture, Stage, StageName};
 use heat_pipeline::store::{BatchedStore, Commit, Store, StoreConfig};
 
 /// A store on the shared etcd, and a key prefix of the test's own.
@@ -119,4 +120,51 @@ async fn a_batch_answers_each_decision_on_its_own() {
             assert_eq!(now.value, b"old", "{key}");
         }
     }
+}
+
+/// A commit cut off by an etcd election has an unknown outcome: the client cannot tell
+/// whether it was applied. Repeating it is safe because it is guarded: applied before, the
+/// repeat's guards fail and return the keys as they stand, on which the stage decides
+/// "duplicate" and writes nothing; not applied, the repeat applies. Shown with capture's
+/// real decision on the seed.
+#[tokio::test]
+async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
+    let (store, prefix) = store().await;
+    let stage = Capture {
+        keys: Keyspace::new(prefix.clone(), "v2.0"),
+    };
+    let input = stage.decode(SEED_INPUT).unwrap();
+    let guess = stage.expected(&input).expect("a first version is guessed");
+    let decision = stage.decide(&input, &guess).unwrap();
+    assert_eq!(decision.outcome, Outcome::Written);
+
+    // The first attempt was applied, but its answer was lost (the election).
+    let first = store.commit(&guess, &decision.writes).await.unwrap();
+    assert_eq!(first, Commit::Applied);
+    let written = store.read_many(&[&stage.reads(&input)]).await.unwrap();
+
+    // The retry, the same request again: refused, and told what is there.
+    let Commit::Changed(found) = store.commit(&guess, &decision.writes).await.unwrap() else {
+        panic!("a repeated commit was applied twice");
+    };
+    let again = stage.decide(&input, &found).unwrap();
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert!(again.writes.is_empty(), "a duplicate writes nothing");
+    let now = store.read_many(&[&stage.reads(&input)]).await.unwrap();
+    assert_eq!(
+        now, written,
+        "the records and their revisions are unchanged"
+    );
+
+    // Had the first attempt not been applied, the same retry applies.
+    let other = Capture {
+        keys: Keyspace::new(format!("{prefix}/other"), "v2.0"),
+    };
+    let input = other.decode(SEED_INPUT).unwrap();
+    let guess = other.expected(&input).unwrap();
+    let decision = other.decide(&input, &guess).unwrap();
+    assert_eq!(
+        store.commit(&guess, &decision.writes).await.unwrap(),
+        Commit::Applied
+    );
 }
