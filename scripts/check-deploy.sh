@@ -39,18 +39,18 @@ run() {
   fi
 }
 
-# --- docker-compose*.yml: the others as overrides of docker-compose.yml, or else alone ---
+# --- docker-compose*.yml: the offline file as an override of docker-compose.yml, the others
+# (docker-compose.yml, docker-compose.cluster.yml) alone -------------------------------------
 compose=()
 if docker compose version >/dev/null 2>&1; then compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then compose=(docker-compose); fi
 for f in docker-compose*.yml; do
+  files=(-f "$f")
+  [[ "$f" != docker-compose.offline.yml ]] || files=(-f docker-compose.yml -f "$f")
   if ((${#compose[@]} == 0)); then
     say skip "$f: compose config (no docker compose v2 plugin, no docker-compose v1)"
-  elif [[ "$f" != docker-compose.yml ]] &&
-    "${compose[@]}" -f docker-compose.yml -f "$f" config -q >/dev/null 2>&1; then
-    say ok "$f: ${compose[*]} -f docker-compose.yml -f $f config -q"
   else
-    run "$f: ${compose[*]} -f $f config -q" "${compose[@]}" -f "$f" config -q
+    run "$f: ${compose[*]} ${files[*]} config -q" "${compose[@]}" "${files[@]}" config -q
   fi
 done
 
