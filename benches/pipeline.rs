@@ -29,9 +29,10 @@ struct Args {
     /// Processes per stage; 0 runs one `run all` process.
     #[arg(long, default_value_t = 0)]
     processes: usize,
-    /// --concurrency of each stage, and of the raw etcd put test.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// --concurrency of each stage (default: the binary's default, so that the headline
+    /// figure is what users run), and of the raw etcd put test.
+    #[arg(long)]
+    concurrency: Option<u16>,
     /// Offered load of the latency phase, in messages per second.
     #[arg(long, default_value_t = 500)]
     rate: u64,
@@ -92,7 +93,7 @@ async fn main() {
         "heat-pipeline benchmark: {} messages, {}, concurrency {}, {} etcd",
         args.messages,
         layout(&args),
-        args.concurrency,
+        concurrency(&args),
         if args.shared_etcd {
             "the shared"
         } else {
@@ -100,10 +101,16 @@ async fn main() {
         }
     );
 
-    let put_rate = raw_put_rate(&etcd, &prefix, args.concurrency, Duration::from_secs(5)).await;
+    let put_rate = raw_put_rate(
+        &etcd,
+        &prefix,
+        usize::from(concurrency(&args)),
+        Duration::from_secs(5),
+    )
+    .await;
     println!(
         "raw etcd put rate ({} concurrent, 1.5 KiB values): {put_rate:.0} puts/s",
-        args.concurrency
+        concurrency(&args)
     );
     if private_etcd.is_some() {
         // Drop the put test's history, so the pipeline starts on a small store.
@@ -269,6 +276,12 @@ fn layout(args: &Args) -> String {
     }
 }
 
+/// `--concurrency` as given, or the binary's default.
+fn concurrency(args: &Args) -> u16 {
+    args.concurrency
+        .unwrap_or(heat_pipeline::runner::DEFAULT_CONCURRENCY)
+}
+
 /// A pipeline process of the benchmark, with the address of its metrics endpoint.
 struct Process {
     label: String,
@@ -285,7 +298,12 @@ fn spawn_pipeline(args: &Args, env: &[(&str, &str)]) -> Vec<Process> {
             .port();
         let http = format!("127.0.0.1:{port}");
         let child = Command::new(&args.binary)
-            .args(["run", stage, "--concurrency", &args.concurrency.to_string()])
+            .args([
+                "run",
+                stage,
+                "--concurrency",
+                &concurrency(args).to_string(),
+            ])
             .args(["--http-addr", &http])
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use crate::amqp::{AmqpConfig, Topology};
 use crate::config::Settings;
 use crate::keys::Keyspace;
-use crate::runner::RunOptions;
+use crate::runner::{RunOptions, DEFAULT_CONCURRENCY};
 use crate::secrets::SettingError;
 use crate::stages::StageName;
 use crate::store::StoreConfig;
@@ -43,7 +43,7 @@ pub struct RunSettings {
     pub stage: StageChoice,
 
     /// Messages handled at once per stage; also the AMQP prefetch.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
     /// How long SIGTERM waits for in-flight messages before returning them to the queue.

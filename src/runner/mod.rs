@@ -31,7 +31,7 @@ use session::{OpenError, Session, SessionEnd};
 use worker::Worker;
 
 pub use connection::SharedConnection;
-pub use worker::{Pipeline, RunOptions};
+pub use worker::{Pipeline, RunOptions, DEFAULT_CONCURRENCY};
 
 /// How long opening a session may take: reaching a node (each node of a cluster gets
 /// `amqp::connect::NODE_TIMEOUT`), its channels and the topology.
