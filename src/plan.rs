@@ -31,6 +31,9 @@ enum Entry {
     Read(Option<Stored>),
     /// A guess: these bytes, or absent.
     Assumed(Option<Vec<u8>>),
+    /// A guess from what this process last committed or read there, at a known revision:
+    /// guarded by that revision (a small compare, whatever the value's size).
+    Remembered(Option<Stored>),
 }
 
 /// The keys a stage looks at, either as they stood at one etcd revision or as the stage
@@ -62,12 +65,40 @@ impl Snapshot {
         self.entries.insert(key, Entry::Assumed(None));
     }
 
+    /// Records a guess that `key` still holds what this process last saw there (`None`:
+    /// absent), guarded by that revision.
+    pub fn remember(&mut self, key: String, stored: Option<Stored>) {
+        self.entries.insert(key, Entry::Remembered(stored));
+    }
+
+    /// Whether `key` is in the snapshot (read or guessed).
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The keys whose value and revision are known (read, or remembered), for a cache.
+    pub fn known(&self) -> impl Iterator<Item = (&str, Option<&Stored>)> {
+        self.entries.iter().filter_map(|(key, entry)| match entry {
+            Entry::Read(stored) | Entry::Remembered(stored) => {
+                Some((key.as_str(), stored.as_ref()))
+            }
+            Entry::Assumed(_) => None,
+        })
+    }
+
+    /// Adds `other`'s keys that this snapshot does not have.
+    pub fn fill_from(&mut self, other: Snapshot) {
+        for (key, entry) in other.entries {
+            self.entries.entry(key).or_insert(entry);
+        }
+    }
+
     /// Whether any key was guessed rather than read: a decision on it must be confirmed
     /// by a commit, even one without writes.
     pub fn is_guess(&self) -> bool {
         self.entries
             .values()
-            .any(|e| matches!(e, Entry::Assumed(_)))
+            .any(|e| matches!(e, Entry::Assumed(_) | Entry::Remembered(_)))
     }
 
     /// The value of `key`, `None` if absent.
@@ -80,7 +111,9 @@ impl Snapshot {
             .get(key)
             .unwrap_or_else(|| panic!("stage read {key} without asking for it"))
         {
-            Entry::Read(stored) => stored.as_ref().map(|s| s.value.as_slice()),
+            Entry::Read(stored) | Entry::Remembered(stored) => {
+                stored.as_ref().map(|s| s.value.as_slice())
+            }
             Entry::Assumed(value) => value.as_deref(),
         }
     }
@@ -94,7 +127,7 @@ impl Snapshot {
     pub fn guards(&self) -> impl Iterator<Item = (&str, Guard<'_>)> {
         self.entries.iter().map(|(k, entry)| {
             let guard = match entry {
-                Entry::Read(stored) => {
+                Entry::Read(stored) | Entry::Remembered(stored) => {
                     Guard::Revision(stored.as_ref().map_or(0, |s| s.mod_revision))
                 }
                 Entry::Assumed(None) => Guard::Revision(0),

@@ -2,7 +2,7 @@
 //!
 //! - [`topology`]: the pipeline's exchanges and quorum queues, declared idempotently.
 //! - [`config`]: how to reach the broker (`AMQP_URL`, password file, TLS), printed masked.
-//! - [`connect`]: connections and confirm channels.
+//! - [`connect`](mod@connect): connections and confirm channels.
 //! - [`publish`]: persistent, mandatory publishing that waits for the broker's confirm.
 //! - [`queues`]: passive declares for the operator commands.
 //! - [`headers`]: header values written and read back.

@@ -14,7 +14,7 @@ use super::sequencer::Turn;
 use super::worker::{store_backoff, Worker};
 use crate::amqp::{header_str, long_string, PublishError};
 use crate::error::Rejection;
-use crate::plan::{Decision, Outcome};
+use crate::plan::{Decision, Outcome, Snapshot};
 use crate::stages::{Stage, StageName};
 use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
@@ -126,28 +126,47 @@ async fn process<S: Stage>(
     Ok(())
 }
 
+/// What the message most likely finds, without asking etcd: the stage's guess for a first
+/// version ([`Stage::expected`]); else what the stage infers from the message
+/// ([`Stage::inferred`]) completed from what this process last committed or read there
+/// (an update of a resource it handled before). `None`: read first.
+fn guess<S: Stage>(worker: &Worker<S>, input: &S::Input, reads: &[String]) -> Option<Snapshot> {
+    if let Some(guess) = worker.stage.expected(input) {
+        return Some(guess);
+    }
+    let mut guess = worker.stage.inferred(input);
+    let mut cache = worker.cache.lock().expect("not poisoned");
+    cache.complete(&mut guess, reads).then_some(guess)
+}
+
 /// Decides and commits until a commit goes through (or no write is needed). It starts
-/// from the stage's guess of what is stored ([`Stage::expected`]), so that the usual
-/// message costs one etcd request; a wrong guess, like a conflict with another process,
+/// from a guess of what is stored ([`guess`]), so that the usual message, first version or
+/// update, costs one etcd request; a wrong guess, like a conflict with another process,
 /// returns the keys as they stand and the stage decides again on those. Transient store
 /// errors are retried forever (see [`store_backoff`]); only a rejection returns.
+///
+/// The decision comes back without its writes: they went to the stage's cache.
 async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decision, Rejection> {
     let (stage, store) = (&worker.stage, &worker.store);
     let max_request_bytes = worker.pipeline.options.max_request_bytes;
+    let reads = stage.reads(input);
+    let learn = |snapshot: &Snapshot| worker.cache.lock().expect("not poisoned").learn(snapshot);
     let read = || async {
-        store
-            .read(stage.reads(input))
+        let snapshot = store
+            .read(reads.clone())
             .await
-            .map_err(|e| backoff::Error::transient(StepError::from(e)))
+            .map_err(|e| backoff::Error::transient(StepError::from(e)))?;
+        learn(&snapshot);
+        Ok::<_, backoff::Error<StepError>>(snapshot)
     };
     let attempt = || async {
-        let mut snapshot = match stage.expected(input) {
+        let mut snapshot = match guess(worker, input, &reads) {
             Some(guess) => guess,
             None => read().await?,
         };
         loop {
             let guessed = snapshot.is_guess();
-            let decision = stage
+            let mut decision = stage
                 .decide(input, &snapshot)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
             if let Err(rejection) = decision.check_size(max_request_bytes, snapshot.guard_size()) {
@@ -164,8 +183,14 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
                 return Ok(decision);
             }
             match store.commit(snapshot, decision.writes.clone()).await {
-                Ok(Commit::Applied) => return Ok(decision),
+                Ok(Commit::Applied { revision }) => {
+                    let writes = std::mem::take(&mut decision.writes);
+                    let mut cache = worker.cache.lock().expect("not poisoned");
+                    cache.applied(writes, revision);
+                    return Ok(decision);
+                }
                 Ok(Commit::Changed(found)) => {
+                    learn(&found);
                     StoreRetried {
                         stage: stage.name(),
                         cause: if guessed {

@@ -10,6 +10,7 @@
 //! that leaves it unacked, and the broker redelivers it.
 
 mod acks;
+mod cache;
 mod connection;
 mod delivery;
 mod link;
@@ -51,6 +52,7 @@ pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: C
         pipeline: pipeline.clone(),
         store,
         sequencer: Arc::default(),
+        cache: Default::default(),
     });
     let health = pipeline.health.stage(name);
     let mut retry = reconnect_backoff();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use backoff::ExponentialBackoff;
 
+use super::cache::RecordCache;
 use super::connection::SharedConnection;
 use super::sequencer::Sequencer;
 use crate::amqp::Topology;
@@ -60,6 +61,8 @@ pub(super) struct Worker<S> {
     /// touch the same job_state keys).
     pub(super) store: BatchedStore,
     pub(super) sequencer: Arc<Sequencer>,
+    /// What this stage last committed or read at each key (a bounded guess source).
+    pub(super) cache: std::sync::Mutex<RecordCache>,
 }
 
 /// Retries a transient store error: at most every 5 s, forever. While the store is down

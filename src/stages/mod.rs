@@ -106,6 +106,14 @@ pub trait Stage: Send + Sync + 'static {
         Some(snapshot)
     }
 
+    /// The keys whose content the message itself tells, whatever the version (wrap: the
+    /// job_state and order normalize wrote, carried in the hand-off). The runner completes
+    /// the rest from what this process last committed or read, so that an update costs one
+    /// etcd request too. By default nothing.
+    fn inferred(&self, _input: &Self::Input) -> Snapshot {
+        Snapshot::default()
+    }
+
     /// The step itself. Pure: the same input and snapshot give the same decision.
     fn decide(&self, input: &Self::Input, snapshot: &Snapshot) -> Result<Decision, Rejection>;
 }

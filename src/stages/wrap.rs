@@ -86,23 +86,34 @@ impl Stage for Wrap {
     /// (its `/state` is the earlier version's), and so does a large job_state, since a guess
     /// is guarded by its bytes and would double the request.
     fn expected(&self, input: &WrapInput) -> Option<Snapshot> {
-        let WrapInput { request, job_state } = input;
-        if !request.job.is_first_version() || job_state.len() > MAX_GUESSED_BYTES {
+        if !input.request.job.is_first_version() {
             return None;
         }
+        let mut snapshot = self.inferred(input);
+        // Nothing inferred (a job_state too large to guard by value): read.
+        snapshot.keys().next()?;
+        snapshot.assume_absent(self.keys.for_job(&input.request.job).state);
+        Some(snapshot)
+    }
+
+    /// The job_state and order normalize wrote for this hand-off: its bytes, and its order,
+    /// final or still running (then a decision writes nothing and only confirms the guess,
+    /// by a read-only transaction). Nothing when job_state is too large to guard by value.
+    fn inferred(&self, input: &WrapInput) -> Snapshot {
+        let WrapInput { request, job_state } = input;
+        let mut snapshot = Snapshot::default();
+        let progress = classify(request.job.action, &request.job_state.orchestration_state);
+        let (Ok(progress), true) = (progress, job_state.len() <= MAX_GUESSED_BYTES) else {
+            return snapshot;
+        };
         let keys = self.keys.for_job(&request.job);
-        // The order normalize wrote beside it: final, or still running (then the guess is
-        // only confirmed, by a read-only transaction, since nothing is written).
-        let progress = classify(request.job.action, &request.job_state.orchestration_state).ok()?;
         let order = Order {
             version: request.job.version,
             phase: progress.phase(),
         };
-        let mut snapshot = Snapshot::default();
-        snapshot.assume_absent(keys.state);
         snapshot.assume(keys.job_state, job_state.clone());
         snapshot.assume(keys.job_state_order, order.to_bytes());
-        Some(snapshot)
+        snapshot
     }
 
     /// Writes `/state` unless it already holds this version or a newer one, and in the same

@@ -207,9 +207,9 @@ async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
             .map(|r| (&r.snapshot, r.writes.as_slice()))
             .collect();
         match store.commit_all(&decisions).await {
-            Ok(Commit::Applied) => {
+            Ok(Commit::Applied { revision }) => {
                 for request in pending {
-                    let _ = request.reply.send(Ok(Commit::Applied));
+                    let _ = request.reply.send(Ok(Commit::Applied { revision }));
                 }
                 return;
             }

@@ -187,7 +187,7 @@ impl Store {
         writes: &[Write],
     ) -> Result<Commit<Snapshot>, StepError> {
         Ok(match self.commit_all(&[(snapshot, writes)]).await? {
-            Commit::Applied => Commit::Applied,
+            Commit::Applied { revision } => Commit::Applied { revision },
             Commit::Changed(mut found) => Commit::Changed(found.pop().expect("one snapshot")),
         })
     }
@@ -227,7 +227,9 @@ impl Store {
             .await
             .map_err(error::classify_write_error)?;
         if response.succeeded() {
-            return Ok(Commit::Applied);
+            // Every key the transaction wrote now has this mod_revision.
+            let revision = response.header().map_or(0, |h| h.revision());
+            return Ok(Commit::Applied { revision });
         }
         let found = snapshots(
             response.op_responses(),
@@ -255,8 +257,9 @@ impl Store {
 /// What a guarded commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit<T> {
-    /// Every guard held: the writes are in.
-    Applied,
+    /// Every guard held: the writes are in, at this revision (the `mod_revision` of every
+    /// key written).
+    Applied { revision: i64 },
     /// A guard failed: nothing was written; the keys as they stand now.
     Changed(T),
 }

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod cache;
 mod cluster;
 mod dlq;
 mod faults;
