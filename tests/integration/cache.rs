@@ -23,10 +23,9 @@ fn heat_stack_version(record: &[u8]) -> serde_json::Value {
 async fn settle(pipeline: &TestPipeline) {
     for _ in 0..3 {
         for stage in StageName::ALL {
-            let queue = pipeline.topology.queue(stage);
-            while pipeline.ready_count(&queue).await > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            pipeline
+                .wait_ready(&pipeline.topology.queue(stage), 0)
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -30,18 +30,7 @@ async fn dlq(pipeline: &TestPipeline, args: &[&str], stdin: Option<&[u8]>) -> Ra
 /// Waits until `stage`'s dead-letter queue holds exactly `count` ready messages.
 async fn wait_dead(pipeline: &TestPipeline, stage: StageName, count: u32) {
     let queue = pipeline.topology.dead_queue(stage);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let ready = pipeline.ready_count(&queue).await;
-        if ready == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{queue}: {ready} ready, expected {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pipeline.wait_ready(&queue, count).await;
 }
 
 /// Takes (and acks) the next dead letter of `stage`, with all its headers.

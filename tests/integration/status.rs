@@ -1,8 +1,6 @@
 //! `heat-pipeline status`: counts read from the broker by passive declares, missing queues
 //! reported (exit 1) rather than failing the command, and never the password.
 
-use std::time::{Duration, Instant};
-
 use crate::helpers::process::{run, Ran};
 use crate::helpers::*;
 use heat_pipeline::amqp;
@@ -38,22 +36,6 @@ fn row(text: &str, stage: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no row for {stage}:\n{text}"))
 }
 
-/// Waits until `queue` holds exactly `count` ready messages.
-async fn wait_ready(pipeline: &TestPipeline, queue: &str, count: u32) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let ready = pipeline.ready_count(queue).await;
-        if ready == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{queue}: {ready} ready, expected {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn status_counts_ready_messages_dead_letters_and_consumers() {
     let mut pipeline = TestPipeline::new("status").await;
@@ -73,13 +55,12 @@ async fn status_counts_ready_messages_dead_letters_and_consumers() {
     )
     .await
     .unwrap();
-    wait_ready(&pipeline, &pipeline.topology.queue(StageName::Capture), 2).await;
-    wait_ready(
-        &pipeline,
-        &pipeline.topology.dead_queue(StageName::Capture),
-        1,
-    )
-    .await;
+    pipeline
+        .wait_ready(&pipeline.topology.queue(StageName::Capture), 2)
+        .await;
+    pipeline
+        .wait_ready(&pipeline.topology.dead_queue(StageName::Capture), 1)
+        .await;
 
     let output = status(&pipeline, &["--format", "json"], &[]);
     assert!(output.status.success(), "{output:?}");

@@ -291,6 +291,22 @@ impl TestPipeline {
         letters
     }
 
+    /// Waits until `queue` holds exactly `count` ready messages.
+    pub async fn wait_ready(&self, queue: &str, count: u32) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ready = self.ready_count(queue).await;
+            if ready == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queue}: {ready} ready, expected {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Messages ready in a queue (not counting unacked ones).
     pub async fn ready_count(&self, queue: &str) -> u32 {
         let options = QueueDeclareOptions {
