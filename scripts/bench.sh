@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark: a release build of the pipeline against the local RabbitMQ and etcd.
-# Prints drain throughput, end-to-end latency p50/p99 under a steady offered load, peak
-# RSS per process, the raw etcd put rate and the ratio between them. Asserts nothing.
+# Prints drain throughput, end-to-end latency p50/p99 under a steady offered load, CPU and
+# etcd transactions per message, peak RSS per process, the raw etcd put rate and the ratio
+# between them. Asserts nothing.
 #
 #   scripts/bench.sh                              # 20,000 messages, one `run all` process
+#   scripts/bench.sh --workload lifecycle         # the same, then on the same processes
+#                                                 # 20,000 results of resources created,
+#                                                 # modified twice and deleted (5 % failing,
+#                                                 # outputs 1-64 KiB), side by side
 #   scripts/bench.sh --messages 200000            # RSS at 10x the messages
 #   scripts/bench.sh --processes 2                # two processes per stage
 #   scripts/bench.sh --rate 500 --seconds 20      # the latency phase
