@@ -21,7 +21,9 @@ cd "$REPO"
 # --- knobs ------------------------------------------------------------------------------
 # The integration test binary (`cargo test --test NAME`).
 TEST_NAME="${INTEGRATION_TEST:-integration}"
-INTEGRATION_ARGS=(-- --skip faults::)
+# The fault and cluster tests start brokers, etcds and clusters of their own: not the compose
+# services, and they already ran in the native suite.
+INTEGRATION_ARGS=(-- --skip faults:: --skip cluster::)
 # Where cargo test runs: this checkout, or e.g. a clean worktree of the last commit while
 # this one is being edited (CARGO_TARGET_DIR may point at this checkout's target/).
 CARGO_TEST_DIR="${CARGO_TEST_DIR:-$REPO}"
