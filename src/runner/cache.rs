@@ -15,7 +15,7 @@ use lru::LruCache;
 use crate::plan::{Snapshot, Stored, Write};
 
 /// What a stage's cache may hold, in bytes of keys and values.
-pub(super) const CACHE_BYTES: usize = 8 << 20;
+pub(super) const CACHE_BYTES: usize = 4 << 20;
 
 /// Bytes an entry costs beyond its key and value (the map's node, the `String`, the
 /// `Vec`): an estimate, so that many small entries are bounded too.
@@ -36,17 +36,18 @@ impl RecordCache {
         }
     }
 
-    /// Fills the keys of `keys` that `snapshot` lacks from the cache; `false` if one of
-    /// them is unknown.
+    /// Fills the keys of `keys` that `snapshot` lacks from the cache, if it knows every one
+    /// of them; `false` (and `snapshot` untouched) if not.
     pub(super) fn complete(&mut self, snapshot: &mut Snapshot, keys: &[String]) -> bool {
-        for key in keys {
-            if snapshot.contains(key) {
-                continue;
-            }
-            match self.entries.get(key) {
-                Some(stored) => snapshot.remember(key.clone(), stored.clone()),
-                None => return false,
-            }
+        let missing = || keys.iter().filter(|key| !snapshot.contains(key));
+        if !missing().all(|key| self.entries.contains(key)) {
+            return false;
+        }
+        let found: Vec<_> = missing()
+            .map(|key| (key.clone(), self.entries.get(key).cloned().flatten()))
+            .collect();
+        for (key, stored) in found {
+            snapshot.remember(key, stored);
         }
         true
     }

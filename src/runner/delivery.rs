@@ -126,17 +126,20 @@ async fn process<S: Stage>(
     Ok(())
 }
 
-/// What the message most likely finds, without asking etcd: the stage's guess for a first
-/// version ([`Stage::expected`]); else what the stage infers from the message
-/// ([`Stage::inferred`]) completed from what this process last committed or read there
-/// (an update of a resource it handled before). `None`: read first.
+/// What the message most likely finds, without asking etcd: what the stage infers from the
+/// message ([`Stage::inferred`]) completed from what this process last committed or read
+/// there (an update, or a later result of the same job, of a resource it handled before);
+/// else the stage's guess for a first version ([`Stage::expected`]). `None`: read first.
 fn guess<S: Stage>(worker: &Worker<S>, input: &S::Input, reads: &[String]) -> Option<Snapshot> {
-    if let Some(guess) = worker.stage.expected(input) {
+    let mut guess = worker.stage.inferred(input);
+    let remembered = {
+        let mut cache = worker.cache.lock().expect("not poisoned");
+        cache.complete(&mut guess, reads)
+    };
+    if remembered {
         return Some(guess);
     }
-    let mut guess = worker.stage.inferred(input);
-    let mut cache = worker.cache.lock().expect("not poisoned");
-    cache.complete(&mut guess, reads).then_some(guess)
+    worker.stage.expected(input)
 }
 
 /// Decides and commits until a commit goes through (or no write is needed). It starts
@@ -184,7 +187,7 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
             }
             match store.commit(snapshot, decision.writes.clone()).await {
                 Ok(Commit::Applied { revision }) => {
-                    let writes = std::mem::take(&mut decision.writes);
+                    let writes = stage.anticipate(input, std::mem::take(&mut decision.writes));
                     let mut cache = worker.cache.lock().expect("not poisoned");
                     cache.applied(writes, revision);
                     return Ok(decision);

@@ -114,6 +114,14 @@ pub trait Stage: Send + Sync + 'static {
         Snapshot::default()
     }
 
+    /// What this stage's committed `writes` will most likely have become when the stage next
+    /// sees the resource, for the runner's cache: another stage may act on them (normalize's
+    /// job_state is removed by wrap once its job is final). A wrong anticipation costs one
+    /// retry, like any stale guess. By default the writes as committed.
+    fn anticipate(&self, _input: &Self::Input, writes: Vec<Write>) -> Vec<Write> {
+        writes
+    }
+
     /// The step itself. Pure: the same input and snapshot give the same decision.
     fn decide(&self, input: &Self::Input, snapshot: &Snapshot) -> Result<Decision, Rejection>;
 }

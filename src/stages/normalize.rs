@@ -3,9 +3,9 @@
 use super::{guarded_write, Stage, StageName};
 use crate::error::Rejection;
 use crate::keys::Keyspace;
-use crate::lifecycle::classify;
+use crate::lifecycle::{classify, Phase};
 use crate::message::Job;
-use crate::plan::{Decision, Snapshot};
+use crate::plan::{Decision, Snapshot, Write};
 use crate::records::{encode, Handoff, JobStateRecord, NormalizeRequest, Order, WrapRequest};
 
 /// Job-state normalization.
@@ -32,6 +32,23 @@ impl Stage for Normalize {
     fn reads(&self, input: &NormalizeRequest) -> Vec<String> {
         let keys = self.keys.for_job(&input.job);
         vec![keys.job_state, keys.job_state_order]
+    }
+
+    /// A final job's job_state is removed by wrap when it writes `/state`: by the next
+    /// version, it is most likely gone.
+    fn anticipate(&self, input: &NormalizeRequest, writes: Vec<Write>) -> Vec<Write> {
+        let progress = classify(input.job.action, &input.heat_stack.stack_status);
+        if progress.map_or(true, |p| p.phase() != Phase::Final) {
+            return writes;
+        }
+        let job_state = self.keys.for_job(&input.job).job_state;
+        writes
+            .into_iter()
+            .map(|write| match write {
+                Write::Put { key, .. } if key == job_state => Write::Delete { key },
+                other => other,
+            })
+            .collect()
     }
 
     fn decide(&self, input: &NormalizeRequest, snapshot: &Snapshot) -> Result<Decision, Rejection> {
@@ -76,6 +93,29 @@ mod tests {
     fn stages() -> (Capture, Normalize) {
         let keys = Keyspace::new("", "v2.0");
         (Capture { keys: keys.clone() }, Normalize { keys })
+    }
+
+    #[test]
+    fn anticipates_that_wrap_removes_a_final_jobs_job_state() {
+        let (capture, normalize) = stages();
+        let mut store = vec![];
+        let handoff = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        let input = normalize.decode(&handoff).unwrap();
+        let writes = normalize
+            .decide(&input, &snapshot(&normalize.reads(&input), &[]))
+            .unwrap()
+            .writes;
+        let anticipated = normalize.anticipate(&input, writes.clone());
+        assert_eq!(anticipated.len(), writes.len());
+        assert!(anticipated.contains(&Write::Delete {
+            key: SEED_KEY.to_string()
+        }));
+        // A running job keeps its job_state until its final result.
+        let running = String::from_utf8(handoff)
+            .unwrap()
+            .replace("CREATE_COMPLETE", "CREATE_IN_PROGRESS");
+        let input = normalize.decode(running.as_bytes()).unwrap();
+        assert_eq!(normalize.anticipate(&input, writes.clone()), writes);
     }
 
     #[test]
