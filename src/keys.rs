@@ -49,6 +49,18 @@ impl Keyspace {
         self.key("/heat-pipeline/order/job_state", path, id)
     }
 
+    /// The lineage of `/state` (which message wrote it, when), written by wrap beside it in
+    /// the same transaction; `/state`'s own bytes are a contract and have no room for it.
+    pub fn state_lineage(&self, path: &str, id: &str) -> String {
+        self.key("/heat-pipeline/lineage/state", path, id)
+    }
+
+    /// The prefix under which every record of one family lives, for scans (`audit`):
+    /// `family` is one of [`Family::ALL`]. Keys under it end in `<path>/<id>`.
+    pub fn family_prefix(&self, family: Family) -> String {
+        format!("{}{}/{}/", self.prefix, family.base(), self.api_version)
+    }
+
     /// The three record keys of a job, for `show`.
     pub fn records_of(&self, job_path: &str, id: &str) -> [(&'static str, String); 3] {
         [
@@ -67,6 +79,51 @@ impl Keyspace {
             job_state: self.job_state(&path, id),
             job_state_order: self.job_state_order(&path, id),
             state: self.state(&path, id),
+            state_lineage: self.state_lineage(&path, id),
+        }
+    }
+}
+
+/// The kinds of keys heat-pipeline keeps per resource, each under its own prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    HeatStacks,
+    HeatStacksOrder,
+    JobState,
+    JobStateOrder,
+    State,
+    StateLineage,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::HeatStacks,
+        Family::HeatStacksOrder,
+        Family::JobState,
+        Family::JobStateOrder,
+        Family::State,
+        Family::StateLineage,
+    ];
+
+    fn base(self) -> &'static str {
+        match self {
+            Family::HeatStacks => "/esi-worker/heat_stacks",
+            Family::HeatStacksOrder => "/heat-pipeline/order/heat_stacks",
+            Family::JobState => "/esi-worker/job_state",
+            Family::JobStateOrder => "/heat-pipeline/order/job_state",
+            Family::State => "/state",
+            Family::StateLineage => "/heat-pipeline/lineage/state",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::HeatStacks => "heat_stacks",
+            Family::HeatStacksOrder => "heat_stacks_order",
+            Family::JobState => "job_state",
+            Family::JobStateOrder => "job_state_order",
+            Family::State => "state",
+            Family::StateLineage => "state_lineage",
         }
     }
 }
@@ -79,6 +136,7 @@ pub struct JobKeys {
     pub job_state: String,
     pub job_state_order: String,
     pub state: String,
+    pub state_lineage: String,
 }
 
 #[cfg(test)]

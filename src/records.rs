@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::error::{RejectKind, Rejection};
 use crate::lifecycle::Phase;
 use crate::message::Job;
+use crate::plan::Lineage;
 use crate::pyjson;
 
 /// `/esi-worker/heat_stacks/<api>/<path>/<id>`, written by capture.
@@ -75,6 +76,54 @@ impl Order {
     }
 }
 
+/// The value of an order key: the [`Order`] that guards the record, and the lineage of the
+/// write (which stage, when, for which message). Keys written before lineage existed hold
+/// `{"version", "phase"}` only and read with `None` lineage; [`Order::from_bytes`] ignores
+/// the lineage fields, so only `(version, phase)` ever orders results.
+///
+/// The same shape is kept for `/state` under [`crate::keys::Keyspace::state_lineage`]
+/// (always phase `final`), since `/state`'s own bytes are a contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub version: u64,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl OrderKey {
+    /// `order` written by `stage` with `lineage`.
+    pub fn new(order: Order, stage: &str, lineage: &Lineage) -> OrderKey {
+        OrderKey {
+            version: order.version,
+            phase: order.phase,
+            stage: Some(stage.to_string()),
+            written_at: Some(lineage.written_at.clone()),
+            trace_id: Some(lineage.trace_id.clone()),
+        }
+    }
+
+    pub fn order(&self) -> Order {
+        Order {
+            version: self.version,
+            phase: self.phase,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an OrderKey always serializes")
+    }
+
+    /// `None` for bytes that are not an order key, old format or new.
+    pub fn from_bytes(bytes: &[u8]) -> Option<OrderKey> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// capture → normalize.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormalizeRequest {
@@ -90,6 +139,11 @@ pub struct WrapRequest {
     /// Carried past job_state (which has no room for it) because a failed job's `/state`
     /// reports it as `error`.
     pub status_reason: String,
+    /// The exact bytes of the job_state order key normalize wrote (or found, for a
+    /// duplicate), so that wrap's guess ([`crate::stages::Stage::expected`]) can hold
+    /// although the key carries a time and a trace id. Absent from an older normalize.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_state_order: Option<String>,
 }
 
 /// A message from the previous stage: it carries the job, which is validated as strictly as
@@ -119,4 +173,33 @@ impl Handoff for WrapRequest {
 /// Encodes a record as the original writer did, or says why it cannot be.
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Rejection> {
     pyjson::to_vec(record).map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_key_reads_in_both_formats_and_orders_by_version_and_phase_only() {
+        let old = br#"{"version":3,"phase":"final"}"#;
+        let key = OrderKey::from_bytes(old).unwrap();
+        assert_eq!(key.stage, None);
+        assert_eq!(key.written_at, None);
+        let order = key.order();
+        let lineage = Lineage {
+            written_at: "2026-11-27T08:00:00.000Z".into(),
+            trace_id: "abc".into(),
+        };
+        let new = OrderKey::new(order, "normalize", &lineage).to_bytes();
+        assert_eq!(
+            new,
+            br#"{"version":3,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"abc"}"#
+        );
+        // Readers that only know the order (older processes, the stages' guards) read both.
+        assert_eq!(Order::from_bytes(&new), Some(order));
+        assert_eq!(Order::from_bytes(old), Some(order));
+        assert_eq!(OrderKey::from_bytes(&new).unwrap().order(), order);
+        // The bare order is what an older process wrote, byte for byte.
+        assert_eq!(order.to_bytes(), old);
+    }
 }

@@ -14,7 +14,7 @@ use super::sequencer::Turn;
 use super::worker::{store_backoff, Worker};
 use crate::amqp::{header_str, long_string, PublishError};
 use crate::error::Rejection;
-use crate::plan::{Decision, Outcome, Snapshot};
+use crate::plan::{Decision, Lineage, Outcome, Snapshot};
 use crate::stages::{Stage, StageName};
 use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
@@ -94,7 +94,11 @@ async fn process<S: Stage>(
     span.record("version", job.version);
 
     turn.wait().await;
-    let decision = match apply(worker, &input).await {
+    let lineage = Lineage {
+        written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        trace_id: trace.trace_id.clone(),
+    };
+    let decision = match apply(worker, &input, &lineage).await {
         Ok(decision) => decision,
         Err(rejection) => return dead_letter(worker, session, delivery, &rejection, started).await,
     };
@@ -149,7 +153,11 @@ fn guess<S: Stage>(worker: &Worker<S>, input: &S::Input, reads: &[String]) -> Op
 /// errors are retried forever (see [`store_backoff`]); only a rejection returns.
 ///
 /// The decision comes back without its writes: they went to the stage's cache.
-async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decision, Rejection> {
+async fn apply<S: Stage>(
+    worker: &Worker<S>,
+    input: &S::Input,
+    lineage: &Lineage,
+) -> Result<Decision, Rejection> {
     let (stage, store) = (&worker.stage, &worker.store);
     let max_request_bytes = worker.pipeline.options.max_request_bytes;
     let reads = stage.reads(input);
@@ -170,7 +178,7 @@ async fn apply<S: Stage>(worker: &Worker<S>, input: &S::Input) -> Result<Decisio
         loop {
             let guessed = snapshot.is_guess();
             let mut decision = stage
-                .decide(input, &snapshot)
+                .decide(input, &snapshot, lineage)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
             if let Err(rejection) = decision.check_size(max_request_bytes, snapshot.guard_size()) {
                 if guessed {

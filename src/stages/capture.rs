@@ -5,8 +5,8 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Progress, DELETE_COMPLETE};
 use crate::message::{Action, HeatResult, Job};
-use crate::plan::{Decision, Snapshot};
-use crate::records::{encode, HeatStackRecord, NormalizeRequest, Order};
+use crate::plan::{Decision, Lineage, Snapshot};
+use crate::records::{encode, HeatStackRecord, NormalizeRequest, Order, OrderKey};
 
 /// Heat result capture.
 #[derive(Debug, Clone)]
@@ -73,7 +73,12 @@ impl Stage for Capture {
         vec![keys.heat_stack, keys.heat_stack_order]
     }
 
-    fn decide(&self, input: &HeatResult, snapshot: &Snapshot) -> Result<Decision, Rejection> {
+    fn decide(
+        &self,
+        input: &HeatResult,
+        snapshot: &Snapshot,
+        lineage: &Lineage,
+    ) -> Result<Decision, Rejection> {
         let (record, progress) = Self::record(input)?;
         let bytes = encode(&record)?;
         let order = Order {
@@ -91,8 +96,8 @@ impl Stage for Capture {
             &keys.heat_stack,
             &keys.heat_stack_order,
             bytes,
-            order,
-            handoff,
+            OrderKey::new(order, self.name().as_str(), lineage),
+            |_| handoff,
         ))
     }
 }
@@ -183,7 +188,9 @@ mod tests {
             .replace("\"CREATE_COMPLETE\"", "\"DELETE_COMPLETE\"");
         let input = capture().decode(body.as_bytes()).unwrap();
         let keys = capture().reads(&input);
-        let err = capture().decide(&input, &snapshot(&keys, &[])).unwrap_err();
+        let err = capture()
+            .decide(&input, &snapshot(&keys, &[]), &lineage())
+            .unwrap_err();
         assert_eq!(err.kind, crate::error::RejectKind::StatusMismatch);
     }
 }

@@ -14,8 +14,8 @@ pub use wrap::Wrap;
 
 use crate::error::Rejection;
 use crate::message::Job;
-use crate::plan::{Decision, Outcome, Snapshot, Write};
-use crate::records::Order;
+use crate::plan::{Decision, Lineage, Outcome, Snapshot, Write};
+use crate::records::OrderKey;
 
 /// Which stage a process runs; names queues, routing keys, logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,12 +122,24 @@ pub trait Stage: Send + Sync + 'static {
         writes
     }
 
-    /// The step itself. Pure: the same input and snapshot give the same decision.
-    fn decide(&self, input: &Self::Input, snapshot: &Snapshot) -> Result<Decision, Rejection>;
+    /// The step itself. Pure: the same input, snapshot and lineage give the same decision.
+    /// `lineage` (this delivery's time and trace id) is only copied into heat-pipeline's
+    /// own order or lineage keys, never into a record.
+    fn decide(
+        &self,
+        input: &Self::Input,
+        snapshot: &Snapshot,
+        lineage: &Lineage,
+    ) -> Result<Decision, Rejection>;
 }
 
 /// The version guard shared by capture and normalize, whose records carry no version: the
-/// record's [`Order`] is kept under `order_key`, written in the same transaction.
+/// record's order is kept under `order_key` (an [`OrderKey`]: the order and its lineage),
+/// written in the same transaction. Only the [`crate::records::Order`] part compares.
+///
+/// `handoff` builds the hand-off from the order key's bytes as they stand after the
+/// decision: the ones written, or for a duplicate the ones found (the next stage may
+/// guess them).
 ///
 /// - newer than what is stored (or nothing stored): write record and order, hand off;
 /// - same order and same bytes: a duplicate delivery; hand off again, because the earlier
@@ -140,10 +152,15 @@ fn guarded_write(
     record_key: &str,
     order_key: &str,
     record: Vec<u8>,
-    order: Order,
-    handoff: Vec<u8>,
+    order: OrderKey,
+    handoff: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Decision {
-    let stored_order = snapshot.value(order_key).and_then(Order::from_bytes);
+    let stored_bytes = snapshot.value(order_key);
+    let stored_order = stored_bytes
+        .and_then(OrderKey::from_bytes)
+        .map(|o| o.order());
+    let order_bytes = order.to_bytes();
+    let order = order.order();
     let stored_record = snapshot.value(record_key);
     match stored_order {
         Some(stored) if stored > order => Decision {
@@ -160,7 +177,7 @@ fn guarded_write(
                 } else {
                     Outcome::Stale
                 },
-                handoff: same.then_some(handoff),
+                handoff: same.then(|| handoff(stored_bytes.unwrap_or_default())),
             }
         }
         _ => Decision {
@@ -171,11 +188,11 @@ fn guarded_write(
                 },
                 Write::Put {
                     key: order_key.to_string(),
-                    value: order.to_bytes(),
+                    value: order_bytes.clone(),
                 },
             ],
             outcome: Outcome::Written,
-            handoff: Some(handoff),
+            handoff: Some(handoff(&order_bytes)),
         },
     }
 }
@@ -186,6 +203,14 @@ pub(crate) mod test_support {
 
     use super::*;
     use crate::plan::Stored;
+
+    /// The lineage every unit test writes with.
+    pub fn lineage() -> Lineage {
+        Lineage {
+            written_at: "2026-11-27T08:00:00.000Z".to_string(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_string(),
+        }
+    }
 
     pub const SEED_INPUT: &[u8] = include_bytes!("../../tests/fixtures/seed/heat_result.port.json");
     pub const SEED_HEAT_STACKS: &[u8] =
@@ -229,7 +254,7 @@ pub(crate) mod test_support {
             .map(|(k, v)| (k.as_str(), v.as_slice()))
             .collect();
         let decision = stage
-            .decide(&input, &snapshot(&keys, &view))
+            .decide(&input, &snapshot(&keys, &view), &lineage())
             .expect("decides");
         apply(store, &decision);
         decision
@@ -252,7 +277,10 @@ pub(crate) mod test_support {
         let read = snapshot(&stage.reads(&input), &view);
         let holds = guess.holds_in(&read);
         if holds {
-            assert_eq!(stage.decide(&input, &guess), stage.decide(&input, &read));
+            assert_eq!(
+                stage.decide(&input, &guess, &lineage()),
+                stage.decide(&input, &read, &lineage())
+            );
         }
         Some(holds)
     }

@@ -5,8 +5,10 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Phase};
 use crate::message::Job;
-use crate::plan::{Decision, Snapshot, Write};
-use crate::records::{encode, Handoff, JobStateRecord, NormalizeRequest, Order, WrapRequest};
+use crate::plan::{Decision, Lineage, Snapshot, Write};
+use crate::records::{
+    encode, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
+};
 
 /// Job-state normalization.
 #[derive(Debug, Clone)]
@@ -51,7 +53,12 @@ impl Stage for Normalize {
             .collect()
     }
 
-    fn decide(&self, input: &NormalizeRequest, snapshot: &Snapshot) -> Result<Decision, Rejection> {
+    fn decide(
+        &self,
+        input: &NormalizeRequest,
+        snapshot: &Snapshot,
+        lineage: &Lineage,
+    ) -> Result<Decision, Rejection> {
         let stack = &input.heat_stack;
         let progress = classify(input.job.action, &stack.stack_status)?;
         let record = JobStateRecord {
@@ -63,19 +70,22 @@ impl Stage for Normalize {
             version: input.job.version,
             phase: progress.phase(),
         };
-        let handoff = serde_json::to_vec(&WrapRequest {
-            job: input.job.clone(),
-            job_state: record,
-            status_reason: stack.status_reason.clone(),
-        })
-        .expect("a hand-off always serializes");
+        let handoff = |order_bytes: &[u8]| {
+            serde_json::to_vec(&WrapRequest {
+                job: input.job.clone(),
+                job_state: record,
+                status_reason: stack.status_reason.clone(),
+                job_state_order: Some(String::from_utf8_lossy(order_bytes).into_owned()),
+            })
+            .expect("a hand-off always serializes")
+        };
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
             snapshot,
             &keys.job_state,
             &keys.job_state_order,
             bytes,
-            order,
+            OrderKey::new(order, self.name().as_str(), lineage),
             handoff,
         ))
     }
@@ -102,7 +112,7 @@ mod tests {
         let handoff = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
         let input = normalize.decode(&handoff).unwrap();
         let writes = normalize
-            .decide(&input, &snapshot(&normalize.reads(&input), &[]))
+            .decide(&input, &snapshot(&normalize.reads(&input), &[]), &lineage())
             .unwrap()
             .writes;
         let anticipated = normalize.anticipate(&input, writes.clone());

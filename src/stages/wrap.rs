@@ -5,9 +5,9 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Phase, Progress};
 use crate::message::Job;
-use crate::plan::{Decision, Outcome, Snapshot, Write};
+use crate::plan::{Decision, Lineage, Outcome, Snapshot, Write};
 use crate::records::{
-    encode, Handoff, Order, StateRecord, StoredStateVersion, WorkerState, WrapRequest,
+    encode, Handoff, Order, OrderKey, StateRecord, StoredStateVersion, WorkerState, WrapRequest,
 };
 
 /// The largest job_state [`Wrap::expected`] guesses rather than reads.
@@ -112,14 +112,24 @@ impl Stage for Wrap {
             phase: progress.phase(),
         };
         snapshot.assume(keys.job_state, job_state.clone());
-        snapshot.assume(keys.job_state_order, order.to_bytes());
+        // The bytes normalize wrote, lineage included; an older normalize wrote the bare order.
+        let order_bytes = match &request.job_state_order {
+            Some(bytes) => bytes.as_bytes().to_vec(),
+            None => order.to_bytes(),
+        };
+        snapshot.assume(keys.job_state_order, order_bytes);
         snapshot
     }
 
     /// Writes `/state` unless it already holds this version or a newer one, and in the same
     /// transaction deletes job_state if it still holds exactly what this job's normalize
     /// wrote (its order key names this version, and its bytes match).
-    fn decide(&self, input: &WrapInput, snapshot: &Snapshot) -> Result<Decision, Rejection> {
+    fn decide(
+        &self,
+        input: &WrapInput,
+        snapshot: &Snapshot,
+        lineage: &Lineage,
+    ) -> Result<Decision, Rejection> {
         let WrapInput { request, job_state } = input;
         let Some(record) = Self::record(request)? else {
             return Ok(Decision {
@@ -142,6 +152,14 @@ impl Stage for Wrap {
                 writes.push(Write::Put {
                     key: keys.state.clone(),
                     value: encode(&record)?,
+                });
+                let ours = Order {
+                    version: record.version,
+                    phase: Phase::Final,
+                };
+                writes.push(Write::Put {
+                    key: keys.state_lineage.clone(),
+                    value: OrderKey::new(ours, self.name().as_str(), lineage).to_bytes(),
                 });
                 Outcome::Written
             }

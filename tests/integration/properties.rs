@@ -99,7 +99,7 @@ proptest! {
             for key in reads {
                 snapshot.insert(key, None);
             }
-            if let Ok(decision) = capture.decide(&input, &snapshot) {
+            if let Ok(decision) = capture.decide(&input, &snapshot, &Default::default()) {
                 for write in decision.writes {
                     if let heat_pipeline::plan::Write::Put { value, .. } = write {
                         prop_assert!(serde_json::from_slice::<Value>(&value).is_ok());

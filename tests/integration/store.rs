@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::helpers::{services, unique_name, SEED_INPUT};
 use heat_pipeline::keys::Keyspace;
-use heat_pipeline::plan::{Outcome, Snapshot, Write};
+use heat_pipeline::plan::{Lineage, Outcome, Snapshot, Write};
 use heat_pipeline::stages::{Capture, Stage, StageName};
 use heat_pipeline::store::{BatchedStore, Commit, Store, StoreConfig};
 
@@ -135,7 +135,7 @@ async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
     };
     let input = stage.decode(SEED_INPUT).unwrap();
     let guess = stage.expected(&input).expect("a first version is guessed");
-    let decision = stage.decide(&input, &guess).unwrap();
+    let decision = stage.decide(&input, &guess, &Lineage::default()).unwrap();
     assert_eq!(decision.outcome, Outcome::Written);
 
     // The first attempt was applied, but its answer was lost (the election).
@@ -147,7 +147,7 @@ async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
     let Commit::Changed(found) = store.commit(&guess, &decision.writes).await.unwrap() else {
         panic!("a repeated commit was applied twice");
     };
-    let again = stage.decide(&input, &found).unwrap();
+    let again = stage.decide(&input, &found, &Lineage::default()).unwrap();
     assert_eq!(again.outcome, Outcome::Duplicate);
     assert!(again.writes.is_empty(), "a duplicate writes nothing");
     let now = store.read_many(&[&stage.reads(&input)]).await.unwrap();
@@ -162,7 +162,7 @@ async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
     };
     let input = other.decode(SEED_INPUT).unwrap();
     let guess = other.expected(&input).unwrap();
-    let decision = other.decide(&input, &guess).unwrap();
+    let decision = other.decide(&input, &guess, &Lineage::default()).unwrap();
     assert!(matches!(
         store.commit(&guess, &decision.writes).await.unwrap(),
         Commit::Applied { .. }
