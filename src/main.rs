@@ -6,9 +6,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use commands::audit::AuditArgs;
 use commands::dlq::DlqArgs;
 use commands::healthcheck::HealthcheckArgs;
 use commands::publish::PublishArgs;
+use commands::reconcile::ReconcileArgs;
 use commands::show::ShowArgs;
 use commands::status::StatusArgs;
 use heat_pipeline::app::RunSettings;
@@ -47,6 +49,11 @@ enum Command {
     Dlq(DlqArgs),
     /// Show each stage's waiting messages, consumers and dead letters (exit 1: a queue is missing).
     Status(StatusArgs),
+    /// Find jobs left half done and records that break the invariants, with the dead
+    /// letters that explain them (exit 0: none, 1: some, 2: could not scan).
+    Audit(AuditArgs),
+    /// Re-drive resources through the stages from their dead letters or stored records.
+    Reconcile(ReconcileArgs),
     /// Exit 0 if a running process answers 200 on its readiness URL (container healthchecks;
     /// the image has no curl).
     Healthcheck(HealthcheckArgs),
@@ -79,6 +86,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => commands::show::show(settings, args).await,
         Command::Dlq(args) => commands::dlq::dlq(settings, args).await,
         Command::Status(args) => commands::status::status(settings, args).await,
+        Command::Audit(args) => commands::audit::audit(settings, args).await,
+        Command::Reconcile(args) => commands::reconcile::reconcile(settings, args).await,
         Command::Healthcheck(args) => commands::healthcheck::healthcheck(args).await,
     }
 }

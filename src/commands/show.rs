@@ -21,6 +21,9 @@ pub(crate) async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<E
             .await?;
     for record in &records {
         println!("{}: {}", record.name, record.key);
+        if let Some(line) = lineage_line(record) {
+            println!("{line}");
+        }
         match (&record.value, &record.removed) {
             (Some(value), _) => println!("{}", String::from_utf8_lossy(value)),
             (None, Some((revision, value))) => println!(
@@ -38,4 +41,34 @@ pub(crate) async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<E
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How a record came to be: revision, stage, time, job version and trace id.
+fn lineage_line(record: &heat_pipeline::ops::show::Shown) -> Option<String> {
+    let revision = record
+        .revision
+        .or(record.removed.as_ref().map(|(revision, _)| *revision))?;
+    let mut line = format!("(written at revision {revision}");
+    match &record.lineage {
+        Some(lineage) => {
+            if let Some(stage) = &lineage.stage {
+                line.push_str(&format!(" by {stage}"));
+            }
+            if let Some(at) = &lineage.written_at {
+                line.push_str(&format!(" at {at}"));
+            }
+            let phase = match lineage.phase {
+                heat_pipeline::lifecycle::Phase::Final => "final",
+                heat_pipeline::lifecycle::Phase::InProgress => "in progress",
+            };
+            line.push_str(&format!(", job version {} ({phase})", lineage.version));
+            match &lineage.trace_id {
+                Some(trace) => line.push_str(&format!(", trace {trace}")),
+                None => line.push_str(", no lineage: written before heat-pipeline kept it"),
+            }
+        }
+        None => line.push_str(", no order or lineage key beside it"),
+    }
+    line.push(')');
+    Some(line)
 }

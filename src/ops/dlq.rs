@@ -150,14 +150,32 @@ pub async fn replay(
     limit: usize,
     dry_run: bool,
 ) -> Result<Vec<Replayed>, DlqError> {
+    replay_where(url, topology, stage, limit, dry_run, |_| true).await
+}
+
+/// [`replay`] of the dead letters whose body `wanted` accepts (`reconcile`: one
+/// resource's); the others are looked at and returned to the queue untouched, in order.
+pub async fn replay_where(
+    url: &amqp::AmqpConfig,
+    topology: &Topology,
+    stage: StageName,
+    limit: usize,
+    dry_run: bool,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<Replayed>, DlqError> {
     let queue = topology.dead_queue(stage);
     let (connection, channel) = open(url, "dlq replay").await?;
     let in_queue = ready_count(&connection, &queue).await?;
     // Like every process that publishes, make sure the stage queues exist and are bound.
     topology.declare(&channel).await?;
     let deliveries = fetch(&channel, &queue, limit.min(in_queue as usize)).await?;
+    let (chosen, others): (Vec<_>, Vec<_>) = deliveries
+        .into_iter()
+        .enumerate()
+        .partition(|(_, d)| wanted(&d.data));
+    let others: Vec<Delivery> = others.into_iter().map(|(_, d)| d).collect();
     let mut replayed = Vec::new();
-    for (i, delivery) in deliveries.iter().enumerate() {
+    for (n, (i, delivery)) in chosen.iter().enumerate() {
         let headers = delivery.properties.headers().as_ref();
         let target = Replayed {
             info: describe(i + 1, &delivery.properties, &delivery.data),
@@ -175,7 +193,8 @@ pub async fn replay(
             )
             .await;
             if let Err(source) = sent {
-                requeue(&deliveries[i..]).await;
+                requeue(chosen[n..].iter().map(|(_, d)| d)).await;
+                requeue(&others).await;
                 let _ = connection.close(200, "replay failed".into()).await;
                 return Err(DlqError::Replay {
                     position: i + 1,
@@ -197,10 +216,66 @@ pub async fn replay(
         replayed.push(target);
     }
     if dry_run {
-        requeue(&deliveries).await;
+        requeue(chosen.iter().map(|(_, d)| d)).await;
     }
+    requeue(&others).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(replayed)
+}
+
+/// The resource a dead letter is about, read from its body's `job` (every stage's input
+/// carries one): `(path, id)`, `None` for a body that names none (malformed input).
+pub fn resource_of(body: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        job: JobRef,
+    }
+    #[derive(serde::Deserialize)]
+    struct JobRef {
+        resource_type: String,
+        #[serde(default)]
+        resource_path: Option<String>,
+        resource_id: String,
+    }
+    let job = serde_json::from_slice::<Body>(body).ok()?.job;
+    let path = job
+        .resource_path
+        .unwrap_or_else(|| format!("{}s", job.resource_type));
+    Some((path, job.resource_id))
+}
+
+/// Up to `limit` dead letters of `stage`, each with the resource it is about, all left in
+/// the queue (as [`list`]). A missing queue has none.
+pub async fn letters_by_resource(
+    url: &amqp::AmqpConfig,
+    topology: &Topology,
+    stage: StageName,
+    limit: usize,
+) -> Result<Vec<(DeadLetterInfo, Option<(String, String)>)>, DlqError> {
+    let queue = topology.dead_queue(stage);
+    let (connection, channel) = open(url, "dlq list").await?;
+    let in_queue = match ready_count(&connection, &queue).await {
+        Ok(n) => n,
+        Err(DlqError::NoQueue { .. }) => {
+            let _ = connection.close(200, "done".into()).await;
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let deliveries = fetch(&channel, &queue, limit.min(in_queue as usize)).await?;
+    let letters = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            (
+                describe(i + 1, &d.properties, &d.data),
+                resource_of(&d.data),
+            )
+        })
+        .collect();
+    requeue(&deliveries).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(letters)
 }
 
 /// How many dead letters `stage` has (ready ones; none are normally unacked).
@@ -416,7 +491,7 @@ async fn fetch(channel: &Channel, queue: &str, limit: usize) -> Result<Vec<Deliv
 /// channel: since RabbitMQ 4.3 a quorum queue counts a channel close as a failed delivery
 /// (`x-delivery-count`) but not a nack, and looking at a dead letter is no failure.
 /// Best effort: a nack that cannot be sent is done by the connection close that follows.
-async fn requeue(deliveries: &[Delivery]) {
+async fn requeue<'a>(deliveries: impl IntoIterator<Item = &'a Delivery>) {
     for delivery in deliveries {
         let options = BasicNackOptions {
             requeue: true,

@@ -254,6 +254,58 @@ impl Store {
     }
 }
 
+/// One page of a key range, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub kvs: Vec<(Vec<u8>, Stored)>,
+    /// Whether keys beyond this page remain in the range.
+    pub more: bool,
+    /// The store revision the page was read at.
+    pub revision: i64,
+}
+
+impl Store {
+    /// Up to `limit` keys of `[start, end)` in key order, as of `revision` (or now). Scans
+    /// (`audit`) call it again from just after the last key, at the first page's revision,
+    /// so a whole scan sees one consistent state of the store with a page in memory.
+    pub async fn range_page(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: i64,
+        revision: Option<i64>,
+    ) -> Result<Page, Transient> {
+        let mut options = GetOptions::new().with_range(end).with_limit(limit);
+        if let Some(revision) = revision {
+            options = options.with_revision(revision);
+        }
+        let response = self
+            .kv
+            .clone()
+            .get(start, Some(options))
+            .await
+            .map_err(|e| Transient::request("range", e))?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let more = response.more();
+        let kvs = response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let stored = Stored {
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                };
+                (kv.key().to_vec(), stored)
+            })
+            .collect();
+        Ok(Page {
+            kvs,
+            more,
+            revision,
+        })
+    }
+}
+
 /// What a guarded commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit<T> {

@@ -1,0 +1,781 @@
+//! `heat-pipeline audit`: finds the resources whose records break the pipeline's
+//! invariants (a job left half done), and says why from the dead letters.
+//!
+//! The scan reads the five key families of one prefix and API version (heat_stacks, its
+//! order key, job_state, its order key, `/state`) side by side, each in key order, a page
+//! at a time, all at the revision of the first page: every family's keys end in
+//! `<path>/<id>`, so a merge of the five sorted streams meets each resource's keys
+//! together. Memory holds five pages and one resource, never the keyspace.
+//!
+//! A resource's age is read from the lineage its order keys carry (`written_at`, see
+//! [`OrderKey`]): etcd keeps no wall-clock time. An order key written before lineage
+//! existed has no age; such a resource counts as old (it predates the upgrade), with
+//! `since` unknown.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::amqp::{AmqpConfig, Topology};
+use crate::keys::{Family, Keyspace};
+use crate::lifecycle::Phase;
+use crate::ops::dlq::{self, DeadLetterInfo, DlqError};
+use crate::plan::Stored;
+use crate::records::{HeatStackRecord, JobStateRecord, Order, OrderKey, StateRecord};
+use crate::stages::StageName;
+use crate::store::{Store, Transient};
+
+/// The families a scan reads, in [`Resource`] slot order.
+const SCANNED: [Family; 5] = [
+    Family::HeatStacks,
+    Family::HeatStacksOrder,
+    Family::JobState,
+    Family::JobStateOrder,
+    Family::State,
+];
+
+/// What is wrong with a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// job_state is there, older than the threshold, and no `/state` of its version.
+    Stuck,
+    /// heat_stacks holds a newer result than normalize took and than `/state` reflects.
+    Behind,
+    /// An order key with neither record it orders, or a record without its order key.
+    Orphan,
+    /// `/state` is older than the version the order keys say was finished.
+    Stale,
+    /// A record that does not parse as its format.
+    Unreadable,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::Stuck => "stuck",
+            Problem::Behind => "behind",
+            Problem::Orphan => "orphan",
+            Problem::Stale => "stale",
+            Problem::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// The dead letter that explains a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterRef {
+    pub stage: String,
+    /// `permanent`, `exhausted-retries`, `dead-lettered` or `unknown` (see `dlq list`).
+    pub kind: String,
+    /// The rejection class, e.g. `record_too_large`.
+    pub class: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: Option<i64>,
+    pub first_failed_at: Option<String>,
+    pub last_failed_at: Option<String>,
+}
+
+impl DeadLetterRef {
+    pub fn new(stage: StageName, info: &DeadLetterInfo) -> DeadLetterRef {
+        DeadLetterRef {
+            stage: stage.as_str().to_string(),
+            kind: info.kind.clone(),
+            class: info.class.clone(),
+            reason: info.reason.clone(),
+            attempts: info.attempts,
+            first_failed_at: info.first_failed_at.clone(),
+            last_failed_at: info.last_failed_at.clone(),
+        }
+    }
+}
+
+/// One problem of one resource. Serialized as one line of `audit --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub problem: Problem,
+    pub path: String,
+    pub id: String,
+    /// The job version concerned (from the order key), when known.
+    pub version: Option<u64>,
+    pub phase: Option<Phase>,
+    /// When the record concerned was written (RFC 3339), when its lineage says.
+    pub since: Option<String>,
+    /// The etcd key of the record concerned.
+    pub key: String,
+    /// What is wrong, in words.
+    pub detail: String,
+    pub dead_letter: Option<DeadLetterRef>,
+}
+
+/// One resource's keys as the scan found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resource {
+    pub path: String,
+    pub id: String,
+    pub heat_stacks: Option<Stored>,
+    pub heat_stacks_order: Option<Stored>,
+    pub job_state: Option<Stored>,
+    pub job_state_order: Option<Stored>,
+    pub state: Option<Stored>,
+}
+
+impl Resource {
+    fn slot(&mut self, family: Family) -> &mut Option<Stored> {
+        match family {
+            Family::HeatStacks => &mut self.heat_stacks,
+            Family::HeatStacksOrder => &mut self.heat_stacks_order,
+            Family::JobState => &mut self.job_state,
+            Family::JobStateOrder => &mut self.job_state_order,
+            Family::State | Family::StateLineage => &mut self.state,
+        }
+    }
+
+    /// Reads one resource's keys (for `reconcile`).
+    pub async fn read(
+        store: &Store,
+        keys: &Keyspace,
+        path: &str,
+        id: &str,
+    ) -> Result<Resource, Transient> {
+        let mut resource = Resource {
+            path: path.to_string(),
+            id: id.to_string(),
+            ..Resource::default()
+        };
+        let wanted = [
+            keys.heat_stack(path, id),
+            keys.heat_stack_order(path, id),
+            keys.job_state(path, id),
+            keys.job_state_order(path, id),
+            keys.state(path, id),
+        ];
+        for (family, key) in SCANNED.into_iter().zip(wanted) {
+            *resource.slot(family) = store.get(&key, None).await?;
+        }
+        Ok(resource)
+    }
+}
+
+/// A resource's keys, parsed: `Err` for a present key that does not parse.
+pub struct Parsed {
+    pub heat_stacks: Option<Result<HeatStackRecord, String>>,
+    pub heat_stacks_order: Option<Result<OrderKey, String>>,
+    pub job_state: Option<Result<JobStateRecord, String>>,
+    pub job_state_order: Option<Result<OrderKey, String>>,
+    pub state: Option<Result<StateRecord, String>>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(stored: &Option<Stored>) -> Option<Result<T, String>> {
+    stored
+        .as_ref()
+        .map(|s| serde_json::from_slice(&s.value).map_err(|e| e.to_string()))
+}
+
+impl Parsed {
+    pub fn of(resource: &Resource) -> Parsed {
+        Parsed {
+            heat_stacks: parse(&resource.heat_stacks),
+            heat_stacks_order: parse(&resource.heat_stacks_order),
+            job_state: parse(&resource.job_state),
+            job_state_order: parse(&resource.job_state_order),
+            state: parse(&resource.state),
+        }
+    }
+}
+
+fn ok<T>(value: &Option<Result<T, String>>) -> Option<&T> {
+    value.as_ref().and_then(|r| r.as_ref().ok())
+}
+
+/// Whether a record written at `written_at` (RFC 3339) is at least `older_than` old at
+/// `now`; an unknown time (an order key from before lineage) counts as old.
+fn is_old(written_at: Option<&str>, now: SystemTime, older_than: Duration) -> bool {
+    let Some(at) = written_at.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
+        return true;
+    };
+    now.duration_since(at).unwrap_or(Duration::ZERO) >= older_than
+}
+
+/// Classifies one resource's records into findings (pure: the scan's decisions, unit-tested).
+/// `older_than` applies to the problems a running job shows for a moment (`stuck`,
+/// `behind`); the others are never a transient state of the pipeline.
+pub fn classify(
+    resource: &Resource,
+    keys: &Keyspace,
+    now: SystemTime,
+    older_than: Duration,
+) -> Vec<Finding> {
+    let (path, id) = (resource.path.as_str(), resource.id.as_str());
+    let parsed = Parsed::of(resource);
+    let mut findings = Vec::new();
+    let finding = |problem, key: String, order: Option<&OrderKey>, detail: String| Finding {
+        problem,
+        path: path.to_string(),
+        id: id.to_string(),
+        version: order.map(|o| o.version),
+        phase: order.map(|o| o.phase),
+        since: order.and_then(|o| o.written_at.clone()),
+        key,
+        detail,
+        dead_letter: None,
+    };
+
+    // Unreadable: each present key that does not parse as its format.
+    let unreadable = [
+        (
+            parsed.heat_stacks.as_ref().map(|r| r.as_ref().err()),
+            keys.heat_stack(path, id),
+            "heat_stacks",
+        ),
+        (
+            parsed.heat_stacks_order.as_ref().map(|r| r.as_ref().err()),
+            keys.heat_stack_order(path, id),
+            "heat_stacks order key",
+        ),
+        (
+            parsed.job_state.as_ref().map(|r| r.as_ref().err()),
+            keys.job_state(path, id),
+            "job_state",
+        ),
+        (
+            parsed.job_state_order.as_ref().map(|r| r.as_ref().err()),
+            keys.job_state_order(path, id),
+            "job_state order key",
+        ),
+        (
+            parsed.state.as_ref().map(|r| r.as_ref().err()),
+            keys.state(path, id),
+            "/state",
+        ),
+    ];
+    for (error, key, what) in unreadable {
+        if let Some(Some(error)) = error {
+            findings.push(finding(
+                Problem::Unreadable,
+                key,
+                None,
+                format!("{what} does not parse as its format: {error}"),
+            ));
+        }
+    }
+
+    let hs = resource.heat_stacks.is_some();
+    let hso = resource.heat_stacks_order.is_some();
+    let js = resource.job_state.is_some();
+    let jso = resource.job_state_order.is_some();
+    let st = resource.state.is_some();
+    let hs_order = ok(&parsed.heat_stacks_order);
+    let js_order = ok(&parsed.job_state_order);
+    // `/state`'s version; `None` when absent, unknown when unreadable (then no rule on it).
+    let state_version = match &parsed.state {
+        None => Some(None),
+        Some(Ok(state)) => Some(Some(state.version)),
+        Some(Err(_)) => None,
+    };
+    let state_below = |version: u64| state_version.is_some_and(|v| v.is_none_or(|v| v < version));
+
+    // Orphans.
+    if hso && !hs {
+        findings.push(finding(
+            Problem::Orphan,
+            keys.heat_stack_order(path, id),
+            hs_order,
+            "heat_stacks order key without its heat_stacks record".into(),
+        ));
+    }
+    if hs && !hso {
+        findings.push(finding(
+            Problem::Orphan,
+            keys.heat_stack(path, id),
+            None,
+            "heat_stacks without its order key".into(),
+        ));
+    }
+    if js && !jso {
+        findings.push(finding(
+            Problem::Orphan,
+            keys.job_state(path, id),
+            None,
+            "job_state without its order key".into(),
+        ));
+    }
+    if jso && !js && !st {
+        findings.push(finding(
+            Problem::Orphan,
+            keys.job_state_order(path, id),
+            js_order,
+            "job_state order key with neither job_state nor /state".into(),
+        ));
+    }
+
+    // Stuck: normalize wrote job_state, wrap never turned it into /state.
+    if let (true, Some(order)) = (js, js_order) {
+        if state_below(order.version) && is_old(order.written_at.as_deref(), now, older_than) {
+            let detail = match order.phase {
+                Phase::Final => format!(
+                    "job_state of version {} is final but /state {}",
+                    order.version,
+                    state_words(&state_version)
+                ),
+                Phase::InProgress => format!(
+                    "job_state of version {} is still in progress (no final result from Heat), /state {}",
+                    order.version,
+                    state_words(&state_version)
+                ),
+            };
+            findings.push(finding(
+                Problem::Stuck,
+                keys.job_state(path, id),
+                Some(order),
+                detail,
+            ));
+        }
+    }
+
+    // Stale: wrap finished a version (job_state consumed) and /state is older than it.
+    if let (false, Some(order), Some(Some(version))) = (js, js_order, state_version) {
+        if order.phase == Phase::Final && version < order.version {
+            findings.push(finding(
+                Problem::Stale,
+                keys.state(path, id),
+                Some(order),
+                format!(
+                    "/state holds version {version}, but version {} was finished (job_state consumed)",
+                    order.version
+                ),
+            ));
+        }
+    }
+
+    // Behind: capture recorded a result that normalize never took.
+    if let (true, Some(order)) = (hs, hs_order) {
+        let taken = js_order.is_some_and(|j| j.order() >= order.order());
+        if !taken
+            && state_below(order.version)
+            && is_old(order.written_at.as_deref(), now, older_than)
+        {
+            findings.push(finding(
+                Problem::Behind,
+                keys.heat_stack(path, id),
+                Some(order),
+                format!(
+                    "heat_stacks holds version {} ({}) but job_state {} and /state {}",
+                    order.version,
+                    phase_word(order.phase),
+                    match js_order {
+                        Some(j) => format!("is at version {} ({})", j.version, phase_word(j.phase)),
+                        None => "has no order".to_string(),
+                    },
+                    state_words(&state_version)
+                ),
+            ));
+        }
+    }
+    findings
+}
+
+fn phase_word(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Final => "final",
+        Phase::InProgress => "in progress",
+    }
+}
+
+fn state_words(state_version: &Option<Option<u64>>) -> String {
+    match state_version {
+        Some(None) => "is absent".to_string(),
+        Some(Some(v)) => format!("holds version {v}"),
+        None => "is unreadable".to_string(),
+    }
+}
+
+/// Which stage's dead letter best explains a problem, first choice first: the stage that
+/// should have taken the resource further.
+fn stage_preference(problem: Problem) -> [StageName; 3] {
+    match problem {
+        Problem::Stuck | Problem::Stale => {
+            [StageName::Wrap, StageName::Normalize, StageName::Capture]
+        }
+        Problem::Behind => [StageName::Normalize, StageName::Wrap, StageName::Capture],
+        Problem::Orphan | Problem::Unreadable => {
+            [StageName::Wrap, StageName::Normalize, StageName::Capture]
+        }
+    }
+}
+
+/// The dead letters of the three stages, by resource: for each `(path, id)` the last
+/// letter (the most recent) of each stage.
+#[derive(Debug, Default)]
+pub struct DeadLetters {
+    by_resource: HashMap<(String, String), Vec<(StageName, DeadLetterInfo)>>,
+    pub total: usize,
+}
+
+impl DeadLetters {
+    pub fn insert(&mut self, stage: StageName, resource: (String, String), info: DeadLetterInfo) {
+        self.total += 1;
+        let letters = self.by_resource.entry(resource).or_default();
+        letters.retain(|(s, _)| *s != stage);
+        letters.push((stage, info));
+    }
+
+    /// The letter that explains `finding`, if any.
+    pub fn explain(&self, finding: &Finding) -> Option<DeadLetterRef> {
+        let letters = self
+            .by_resource
+            .get(&(finding.path.clone(), finding.id.clone()))?;
+        stage_preference(finding.problem)
+            .into_iter()
+            .find_map(|stage| {
+                letters
+                    .iter()
+                    .find(|(s, _)| *s == stage)
+                    .map(|(s, info)| DeadLetterRef::new(*s, info))
+            })
+    }
+}
+
+/// Reads up to `limit` dead letters of each stage, without consuming them (as `dlq list`),
+/// and indexes them by the resource their body names. A stage without a dead-letter queue
+/// has none.
+pub async fn dead_letters(
+    url: &AmqpConfig,
+    topology: &Topology,
+    limit: usize,
+) -> Result<DeadLetters, DlqError> {
+    let mut letters = DeadLetters::default();
+    for stage in StageName::ALL {
+        for (info, resource) in dlq::letters_by_resource(url, topology, stage, limit).await? {
+            if let Some(resource) = resource {
+                letters.insert(stage, resource, info);
+            }
+        }
+    }
+    Ok(letters)
+}
+
+/// How much a scan read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    pub resources: u64,
+    pub keys: u64,
+    pub pages: u64,
+    /// The store revision the whole scan saw.
+    pub revision: i64,
+}
+
+/// One family's keys, read page by page.
+struct Cursor {
+    family: Family,
+    prefix_len: usize,
+    next: Vec<u8>,
+    end: Vec<u8>,
+    buffer: VecDeque<(String, Stored)>,
+    done: bool,
+}
+
+impl Cursor {
+    fn new(keys: &Keyspace, family: Family) -> Cursor {
+        let prefix = keys.family_prefix(family).into_bytes();
+        let mut end = prefix.clone();
+        // The prefix ends in `/`; the range ends just after every key that starts with it.
+        *end.last_mut().expect("a prefix is never empty") += 1;
+        Cursor {
+            family,
+            prefix_len: prefix.len(),
+            next: prefix,
+            end,
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    async fn fill(
+        &mut self,
+        store: &Store,
+        page_size: &mut i64,
+        revision: &mut Option<i64>,
+        stats: &mut ScanStats,
+    ) -> Result<(), Transient> {
+        if !self.buffer.is_empty() || self.done {
+            return Ok(());
+        }
+        let page = loop {
+            match store
+                .range_page(&self.next, &self.end, *page_size, *revision)
+                .await
+            {
+                Ok(page) => break page,
+                // A page over the client's message limit (large records): smaller pages.
+                Err(_) if *page_size > 1 => *page_size = (*page_size / 4).max(1),
+                Err(error) => return Err(error),
+            }
+        };
+        stats.pages += 1;
+        revision.get_or_insert(page.revision);
+        self.done = !page.more;
+        if let Some((last, _)) = page.kvs.last() {
+            self.next = last.clone();
+            self.next.push(0);
+        } else {
+            self.done = true;
+        }
+        for (key, stored) in page.kvs {
+            let suffix = String::from_utf8_lossy(&key[self.prefix_len..]).into_owned();
+            self.buffer.push_back((suffix, stored));
+        }
+        stats.keys += self.buffer.len() as u64;
+        Ok(())
+    }
+}
+
+/// Scans every resource of `keys`' prefix and API version, calling `visit` once per
+/// resource (in key order of `<path>/<id>`), with at most five pages of `page_size` keys in
+/// memory. All pages are read at the revision of the first, so the scan sees one state of
+/// the store; if etcd compacts that revision meanwhile, the scan fails (run it again).
+pub async fn scan(
+    store: &Store,
+    keys: &Keyspace,
+    page_size: i64,
+    mut visit: impl FnMut(Resource),
+) -> Result<ScanStats, Transient> {
+    let mut cursors: Vec<Cursor> = SCANNED.iter().map(|f| Cursor::new(keys, *f)).collect();
+    let mut page_size = page_size.max(1);
+    let mut revision = None;
+    let mut stats = ScanStats::default();
+    loop {
+        for cursor in &mut cursors {
+            cursor
+                .fill(store, &mut page_size, &mut revision, &mut stats)
+                .await?;
+        }
+        let Some(next) = cursors
+            .iter()
+            .filter_map(|c| c.buffer.front().map(|(suffix, _)| suffix))
+            .min()
+            .cloned()
+        else {
+            break;
+        };
+        let (path, id) = next.split_once('/').unwrap_or((next.as_str(), ""));
+        let mut resource = Resource {
+            path: path.to_string(),
+            id: id.to_string(),
+            ..Resource::default()
+        };
+        for cursor in &mut cursors {
+            if cursor
+                .buffer
+                .front()
+                .is_some_and(|(suffix, _)| *suffix == next)
+            {
+                let (_, stored) = cursor.buffer.pop_front().expect("a front");
+                *resource.slot(cursor.family) = Some(stored);
+            }
+        }
+        stats.resources += 1;
+        visit(resource);
+    }
+    stats.revision = revision.unwrap_or(0);
+    Ok(stats)
+}
+
+/// The [`Order`] of an order key's bytes, old format or new.
+pub fn order_of(stored: &Option<Stored>) -> Option<Order> {
+    stored.as_ref().and_then(|s| Order::from_bytes(&s.value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-11-27T09:00:00Z";
+    const OLD: &str = "2026-11-27T08:00:00.000Z";
+    const RECENT: &str = "2026-11-27T08:59:30.000Z";
+    const HS: &[u8] = br#"{"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [], "status_reason": "ok", "id": "port:r1"}"#;
+    const JS: &[u8] = br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#;
+
+    fn now() -> SystemTime {
+        humantime::parse_rfc3339(NOW).unwrap()
+    }
+
+    fn stored(value: &[u8]) -> Option<Stored> {
+        Some(Stored {
+            value: value.to_vec(),
+            mod_revision: 7,
+        })
+    }
+
+    fn order(version: u64, phase: &str, at: Option<&str>) -> Option<Stored> {
+        let at = at.map_or(String::new(), |t| format!(r#","written_at":"{t}""#));
+        stored(format!(r#"{{"version":{version},"phase":"{phase}"{at}}}"#).as_bytes())
+    }
+
+    fn state(version: u64) -> Option<Stored> {
+        stored(format!(r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}}, "version": {version}, "error": ""}}"#).as_bytes())
+    }
+
+    fn resource() -> Resource {
+        Resource {
+            path: "ports".into(),
+            id: "r1".into(),
+            ..Resource::default()
+        }
+    }
+
+    fn problems(resource: &Resource) -> Vec<(Problem, Option<u64>)> {
+        classify(
+            resource,
+            &Keyspace::new("", "v2.0"),
+            now(),
+            Duration::from_secs(600),
+        )
+        .into_iter()
+        .map(|f| (f.problem, f.version))
+        .collect()
+    }
+
+    #[test]
+    fn a_finished_job_and_a_running_one_are_fine() {
+        let done = Resource {
+            heat_stacks: stored(HS),
+            heat_stacks_order: order(2, "final", Some(OLD)),
+            job_state_order: order(2, "final", Some(OLD)),
+            state: state(2),
+            ..resource()
+        };
+        assert_eq!(problems(&done), vec![]);
+        let running = Resource {
+            heat_stacks: stored(HS),
+            heat_stacks_order: order(3, "final", Some(RECENT)),
+            job_state: stored(JS),
+            job_state_order: order(3, "final", Some(RECENT)),
+            state: state(2),
+            ..resource()
+        };
+        assert_eq!(problems(&running), vec![], "younger than the threshold");
+    }
+
+    #[test]
+    fn an_old_job_state_without_its_state_is_stuck_and_an_undated_one_counts_as_old() {
+        let stuck = Resource {
+            heat_stacks: stored(HS),
+            heat_stacks_order: order(3, "final", Some(OLD)),
+            job_state: stored(JS),
+            job_state_order: order(3, "final", Some(OLD)),
+            state: state(2),
+            ..resource()
+        };
+        let found = classify(
+            &stuck,
+            &Keyspace::new("", "v2.0"),
+            now(),
+            Duration::from_secs(600),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].problem, Problem::Stuck);
+        assert_eq!(found[0].version, Some(3));
+        assert_eq!(found[0].since.as_deref(), Some(OLD));
+        assert_eq!(found[0].key, "/esi-worker/job_state/v2.0/ports/r1");
+
+        let undated = Resource {
+            job_state: stored(JS),
+            job_state_order: order(1, "final", None),
+            ..resource()
+        };
+        assert_eq!(problems(&undated), vec![(Problem::Stuck, Some(1))]);
+    }
+
+    #[test]
+    fn heat_stacks_newer_than_normalize_took_is_behind() {
+        let behind = Resource {
+            heat_stacks: stored(HS),
+            heat_stacks_order: order(4, "final", Some(OLD)),
+            job_state_order: order(3, "final", Some(OLD)),
+            state: state(3),
+            ..resource()
+        };
+        assert_eq!(problems(&behind), vec![(Problem::Behind, Some(4))]);
+        // Taken by normalize but not wrapped: that is stuck, not behind as well.
+        let stuck = Resource {
+            job_state: stored(JS),
+            job_state_order: order(4, "final", Some(OLD)),
+            ..behind
+        };
+        assert_eq!(problems(&stuck), vec![(Problem::Stuck, Some(4))]);
+    }
+
+    #[test]
+    fn orphans_stale_and_unreadable() {
+        let orphan_order = Resource {
+            heat_stacks_order: order(1, "final", Some(OLD)),
+            job_state_order: order(1, "final", Some(OLD)),
+            ..resource()
+        };
+        assert_eq!(
+            problems(&orphan_order),
+            vec![(Problem::Orphan, Some(1)), (Problem::Orphan, Some(1))]
+        );
+        let orphan_record = Resource {
+            heat_stacks: stored(HS),
+            job_state: stored(JS),
+            ..resource()
+        };
+        assert_eq!(
+            problems(&orphan_record),
+            vec![(Problem::Orphan, None), (Problem::Orphan, None)]
+        );
+        let stale = Resource {
+            heat_stacks: stored(HS),
+            heat_stacks_order: order(5, "final", Some(OLD)),
+            job_state_order: order(5, "final", Some(OLD)),
+            state: state(4),
+            ..resource()
+        };
+        assert_eq!(problems(&stale), vec![(Problem::Stale, Some(5))]);
+        let unreadable = Resource {
+            heat_stacks: stored(b"{not json"),
+            heat_stacks_order: order(1, "final", Some(OLD)),
+            job_state_order: order(1, "final", Some(OLD)),
+            state: stored(br#"{"version": "one"}"#),
+            ..resource()
+        };
+        assert_eq!(
+            problems(&unreadable),
+            vec![(Problem::Unreadable, None), (Problem::Unreadable, None)]
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_of_the_stage_that_should_have_acted_explains_a_finding() {
+        let info = |class: &str| DeadLetterInfo {
+            position: 1,
+            message_id: None,
+            kind: "permanent".into(),
+            class: Some(class.into()),
+            reason: Some("why".into()),
+            first_failed_at: None,
+            last_failed_at: None,
+            attempts: Some(1),
+            original_exchange: None,
+            original_routing_key: None,
+            body_size: 1,
+            preview: String::new(),
+        };
+        let mut letters = DeadLetters::default();
+        let r1 = ("ports".to_string(), "r1".to_string());
+        letters.insert(StageName::Capture, r1.clone(), info("invalid_message"));
+        letters.insert(StageName::Wrap, r1, info("record_too_large"));
+        let stuck = Resource {
+            job_state: stored(JS),
+            job_state_order: order(1, "final", Some(OLD)),
+            ..resource()
+        };
+        let finding = &classify(&stuck, &Keyspace::new("", "v2.0"), now(), Duration::ZERO)[0];
+        let letter = letters.explain(finding).unwrap();
+        assert_eq!(letter.stage, "wrap");
+        assert_eq!(letter.class.as_deref(), Some("record_too_large"));
+    }
+}
