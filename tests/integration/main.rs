@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod audit;
 mod cache;
 mod cluster;
 mod dlq;

@@ -1,0 +1,337 @@
+//! `heat-pipeline audit` and `reconcile`, run as the binary against problems made for real:
+//! a wrap result too large for etcd (dead-lettered), a wrap process killed for good with
+//! its message lost, a job_state written by hand, a record corrupted by hand, an order key
+//! left alone.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lapin::options::QueuePurgeOptions;
+use serde_json::Value;
+
+use crate::helpers::process::{run, Ran};
+use crate::helpers::{heat_result, TestPipeline, PATIENCE, SEED_ID, SEED_INPUT};
+use heat_pipeline::stages::StageName;
+
+/// Runs the binary off the runtime's threads (the in-process stages keep running).
+async fn run_bin(mut command: Command) -> Ran {
+    tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap()
+}
+
+/// `audit --format json --older-than 0s`: its exit code and its findings by id.
+async fn audit(pipeline: &TestPipeline) -> (Option<i32>, Vec<Value>) {
+    let ran = run_bin(pipeline.command(&["audit", "--format", "json", "--older-than", "0s"])).await;
+    let findings = ran
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    (ran.status.code(), findings)
+}
+
+fn of<'a>(findings: &'a [Value], id: &str) -> Vec<&'a Value> {
+    findings.iter().filter(|f| f["id"] == id).collect()
+}
+
+async fn put(pipeline: &TestPipeline, key: &str, value: &[u8]) {
+    pipeline
+        .etcd
+        .kv_client()
+        .put(key, value, None)
+        .await
+        .unwrap();
+}
+
+async fn wait_gone(pipeline: &TestPipeline, key: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while pipeline.get(key).await.is_some() {
+        assert!(Instant::now() < deadline, "{key} is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired() {
+    let mut pipeline = TestPipeline::new("audit").await;
+    pipeline.start_stages(4).await;
+    let keys = pipeline.keys.clone();
+
+    // Nothing stored yet: nothing found, exit 0.
+    let (code, findings) = audit(&pipeline).await;
+    assert_eq!((code, findings.len()), (Some(0), 0), "{findings:?}");
+
+    // A healthy resource.
+    pipeline.publish(SEED_INPUT).await;
+    pipeline.wait_for_state(SEED_ID, 1).await;
+
+    // A wrap result too large for etcd: /state carries the outputs as a JSON string, so
+    // quotes cost four bytes there and two in job_state; job_state fits, /state does not.
+    let quotes = "\"".repeat(400_000);
+    let big = serde_json::to_vec(&serde_json::json!({
+        "job": {"action": "create", "resource_type": "port", "resource_path": "ports",
+                "resource_id": "big", "version": 1, "tenant_id": "t"},
+        "stack": {"stack_name": "port_big", "stack_status": "CREATE_COMPLETE",
+                  "stack_status_reason": "ok",
+                  "outputs": [{"output_key": "q", "output_value": quotes}]}
+    }))
+    .unwrap();
+    pipeline.publish(&big).await;
+    let dead = pipeline.topology.dead_queue(StageName::Wrap);
+    let deadline = Instant::now() + PATIENCE;
+    while pipeline.ready_count(&dead).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "wrap never dead-lettered the big result"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A job_state written by hand, with an order key in the format before lineage.
+    put(
+        &pipeline,
+        &keys.job_state("ports", "hand"),
+        br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#,
+    )
+    .await;
+    put(
+        &pipeline,
+        &keys.job_state_order("ports", "hand"),
+        br#"{"version":3,"phase":"final"}"#,
+    )
+    .await;
+
+    // A finished resource whose heat_stacks is corrupted by hand.
+    pipeline
+        .publish(&heat_result(
+            "create",
+            "corrupt",
+            1,
+            "CREATE_COMPLETE",
+            "ok",
+        ))
+        .await;
+    pipeline.wait_for_state("corrupt", 1).await;
+    put(
+        &pipeline,
+        &keys.heat_stack("ports", "corrupt"),
+        b"{\"stack_id\": tru",
+    )
+    .await;
+
+    // An order key left alone.
+    put(
+        &pipeline,
+        &keys.heat_stack_order("ports", "lonely"),
+        br#"{"version":1,"phase":"final"}"#,
+    )
+    .await;
+
+    let (code, findings) = audit(&pipeline).await;
+    assert_eq!(code, Some(1), "{findings:#?}");
+    assert!(of(&findings, SEED_ID).is_empty(), "{findings:#?}");
+
+    let big = of(&findings, "big");
+    assert_eq!(big.len(), 1, "{big:#?}");
+    assert_eq!(big[0]["problem"], "stuck");
+    assert_eq!(big[0]["path"], "ports");
+    assert_eq!(big[0]["version"], 1);
+    assert!(big[0]["since"].as_str().unwrap().ends_with('Z'), "{big:#?}");
+    let letter = &big[0]["dead_letter"];
+    assert_eq!(letter["stage"], "wrap");
+    assert_eq!(letter["kind"], "permanent");
+    assert_eq!(letter["class"], "record_too_large");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("request limit"),
+        "{letter}"
+    );
+
+    let hand = of(&findings, "hand");
+    assert_eq!(hand.len(), 1, "{hand:#?}");
+    assert_eq!(hand[0]["problem"], "stuck");
+    assert_eq!(hand[0]["version"], 3);
+    assert_eq!(
+        hand[0]["since"],
+        Value::Null,
+        "no lineage in a hand-written key"
+    );
+    assert_eq!(hand[0]["dead_letter"], Value::Null);
+
+    let corrupt = of(&findings, "corrupt");
+    assert_eq!(corrupt.len(), 1, "{corrupt:#?}");
+    assert_eq!(corrupt[0]["problem"], "unreadable");
+    assert_eq!(
+        corrupt[0]["key"],
+        keys.heat_stack("ports", "corrupt").as_str()
+    );
+
+    let lonely = of(&findings, "lonely");
+    assert_eq!(lonely.len(), 1, "{lonely:#?}");
+    assert_eq!(lonely[0]["problem"], "orphan");
+
+    // The table for people says the same.
+    let table = run_bin(pipeline.command(&["audit", "--older-than", "0s"])).await;
+    assert_eq!(table.status.code(), Some(1));
+    assert!(table.stdout.starts_with("PROBLEM"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("record_too_large"),
+        "{}",
+        table.stdout
+    );
+
+    // Reconcile: a dry run changes nothing.
+    let dry = run_bin(pipeline.command(&["reconcile", "--dry-run", "ports/hand"])).await;
+    assert_eq!(dry.status.code(), Some(0), "{dry:?}");
+    assert!(
+        dry.stdout.contains("would re-drive version 3 to wrap"),
+        "{}",
+        dry.stdout
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pipeline.get(&keys.state("ports", "hand")).await, None);
+
+    // The hand-written job_state goes through wrap: /state of version 3, job_state removed.
+    let done = run_bin(pipeline.command(&["reconcile", "ports/hand"])).await;
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let state = pipeline.wait_for_state("hand", 3).await;
+    assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED");
+    wait_gone(&pipeline, &keys.job_state("ports", "hand")).await;
+
+    // The big one has a dead letter: reconcile replays it (and wrap refuses it again).
+    let replayed = run_bin(pipeline.command(&["reconcile", "ports/big"])).await;
+    assert_eq!(replayed.status.code(), Some(0), "{replayed:?}");
+    assert!(
+        replayed.stdout.contains("replayed 1 dead letter"),
+        "{}",
+        replayed.stdout
+    );
+
+    // Unreadable and orphan records cannot be re-driven: said, exit 1.
+    let cannot = run_bin(pipeline.command(&["reconcile", "ports/corrupt", "ports/lonely"])).await;
+    assert_eq!(cannot.status.code(), Some(1), "{cannot:?}");
+    assert!(
+        cannot
+            .stdout
+            .contains("ports/corrupt: cannot re-drive: heat_stacks is unreadable"),
+        "{}",
+        cannot.stdout
+    );
+    assert!(
+        cannot.stdout.contains("ports/lonely: cannot re-drive"),
+        "{}",
+        cannot.stdout
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    while pipeline.ready_count(&dead).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the replayed big result was not dead-lettered again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, findings) = audit(&pipeline).await;
+    assert_eq!(code, Some(1));
+    assert!(of(&findings, "hand").is_empty(), "repaired: {findings:#?}");
+    assert_eq!(
+        of(&findings, "big")[0]["dead_letter"]["class"],
+        "record_too_large"
+    );
+
+    // show: each record's revision, stage, time, version and trace id.
+    let shown = run_bin(pipeline.command(&["show", "ports", SEED_ID])).await;
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    for stage in ["capture", "normalize", "wrap"] {
+        assert!(
+            shown.stdout.contains(&format!(" by {stage} at ")),
+            "{}",
+            shown.stdout
+        );
+    }
+    assert!(
+        shown.stdout.contains("job version 1 (final), trace "),
+        "{}",
+        shown.stdout
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_wrap_died_for_good_is_found_and_re_driven() {
+    let pipeline = TestPipeline::new("audit-killed").await;
+    let capture = pipeline.start_process(&["run", "capture"]);
+    let normalize = pipeline.start_process(&["run", "normalize"]);
+    let wrap = pipeline.start_process(&["run", "wrap"]);
+    pipeline
+        .publish(&heat_result("create", "k1", 1, "CREATE_COMPLETE", "ok"))
+        .await;
+    pipeline.wait_for_state("k1", 1).await;
+
+    // wrap is killed for good, and the hand-off waiting for it is lost.
+    wrap.kill();
+    pipeline
+        .publish(&heat_result("modify", "k1", 2, "UPDATE_COMPLETE", "ok"))
+        .await;
+    let job_state = pipeline.keys.job_state("ports", "k1");
+    pipeline.wait_for(&job_state, |_| true).await;
+    let wrap_queue = pipeline.topology.queue(StageName::Wrap);
+    let deadline = Instant::now() + PATIENCE;
+    while pipeline.ready_count(&wrap_queue).await == 0 {
+        assert!(Instant::now() < deadline, "normalize never handed off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pipeline
+        .channel
+        .queue_purge(wrap_queue.as_str().into(), QueuePurgeOptions::default())
+        .await
+        .unwrap();
+
+    // Not yet ten minutes old: not stuck by default.
+    let young = run_bin(pipeline.command(&["audit", "--format", "json"])).await;
+    assert_eq!(young.status.code(), Some(0), "{young:?}");
+    let (code, findings) = audit(&pipeline).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["problem"], "stuck");
+    assert_eq!(findings[0]["version"], 2);
+    assert_eq!(findings[0]["dead_letter"], Value::Null);
+
+    let redriven =
+        run_bin(pipeline.command(&["reconcile", "--all-stuck", "--older-than", "0s"])).await;
+    assert_eq!(redriven.status.code(), Some(0), "{redriven:?}");
+    assert!(
+        redriven
+            .stdout
+            .contains("ports/k1: re-drove version 2 to wrap"),
+        "{}",
+        redriven.stdout
+    );
+
+    let wrap = pipeline.start_process(&["run", "wrap"]);
+    let state = pipeline.wait_for_state("k1", 2).await;
+    assert_eq!(state["state"]["worker_state"], "MODIFY_COMPLETED");
+    wait_gone(&pipeline, &job_state).await;
+    let (code, findings) = audit(&pipeline).await;
+    assert_eq!((code, findings.len()), (Some(0), 0), "{findings:#?}");
+
+    for process in [capture, normalize, wrap] {
+        process.terminate().await;
+    }
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn audit_that_cannot_reach_etcd_exits_2() {
+    let pipeline = TestPipeline::new("audit-no-etcd").await;
+    let ran = run_bin({
+        let mut command = pipeline.command(&["audit", "--no-dead-letters"]);
+        command.env("ETCD_ENDPOINTS", "http://127.0.0.1:1");
+        command.env("ETCD_TIMEOUT", "1s");
+        command
+    })
+    .await;
+    assert_eq!(ran.status.code(), Some(2), "{ran:?}");
+    assert!(ran.stderr.contains("cannot scan"), "{}", ran.stderr);
+    pipeline.stop().await;
+}
