@@ -335,3 +335,74 @@ async fn audit_that_cannot_reach_etcd_exits_2() {
     assert!(ran.stderr.contains("cannot scan"), "{}", ran.stderr);
     pipeline.stop().await;
 }
+
+/// Loads `AUDIT_BENCH_RESOURCES` resources (default 1,000,000) under `AUDIT_BENCH_PREFIX`
+/// for `scripts/audit-bench.sh`, which starts a private etcd for it: refused against the
+/// shared one. Every resource is finished (heat_stacks, both order keys, `/state`, the
+/// lineage key) but one in a hundred, which is stuck (job_state, `/state` a version
+/// behind), and one in a thousand has an unreadable heat_stacks.
+#[tokio::test]
+#[ignore = "a benchmark's loader: run by scripts/audit-bench.sh against its own etcd"]
+async fn load_resources_for_the_audit_benchmark() {
+    use etcd_client::{Txn, TxnOp};
+    use futures_util::stream::{self, StreamExt};
+    use heat_pipeline::keys::Keyspace;
+
+    let endpoints = std::env::var("AUDIT_BENCH_ETCD").expect("run by scripts/audit-bench.sh");
+    assert_ne!(endpoints, "http://127.0.0.1:2379", "never the shared etcd");
+    let count: u64 =
+        std::env::var("AUDIT_BENCH_RESOURCES").map_or(1_000_000, |n| n.parse().expect("a number"));
+    let prefix = std::env::var("AUDIT_BENCH_PREFIX").unwrap_or_default();
+    let keys = Keyspace::new(prefix, "v2.0");
+    let client = etcd_client::Client::connect([endpoints.as_str()], None)
+        .await
+        .unwrap();
+    let old = "2026-11-27T00:00:00.000Z";
+    let outputs = r#"[{"output_key": "id", "output_value": "f68d0924-3f6a-4a8b-a0cc-53f1ae3e2b2b", "description": "Port id"}]"#;
+    let started = Instant::now();
+    // At most 5 puts per resource, 24 resources: 120 operations per transaction (etcd: 128).
+    const PER_TXN: u64 = 24;
+    let batches = stream::iter((0..count.div_ceil(PER_TXN)).map(|b| b * PER_TXN..((b + 1) * PER_TXN).min(count)))
+        .map(|batch| {
+            let mut kv = client.kv_client();
+            let keys = keys.clone();
+            async move {
+                let mut ops = Vec::new();
+                for n in batch {
+                    let id = format!("{n:08x}-d910-430a-93f7-3776ea07f992");
+                    let stuck = n % 100 == 7;
+                    let version = 1 + n % 5;
+                    let order = format!(r#"{{"version":{version},"phase":"final","stage":"normalize","written_at":"{old}","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}}"#);
+                    let stack = if n % 1000 == 3 {
+                        "{\"stack_id\": tru".to_string()
+                    } else {
+                        format!(r#"{{"stack_id": "port_{id}", "tenant_id": "fe3a4a1a72c04479bb6c19c2c0ccba4c", "stack_status": "CREATE_COMPLETE", "output": {outputs}, "status_reason": "Stack CREATE completed successfully", "id": "port:{id}"}}"#)
+                    };
+                    let state_version = if stuck { version - 1 } else { version };
+                    let state = format!(
+                        r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": {}, "orchestration_state": "CREATE_COMPLETE"}}, "version": {state_version}, "error": ""}}"#,
+                        serde_json::to_string(outputs).unwrap()
+                    );
+                    ops.push(TxnOp::put(keys.heat_stack("ports", &id), stack, None));
+                    ops.push(TxnOp::put(keys.heat_stack_order("ports", &id), order.clone(), None));
+                    ops.push(TxnOp::put(keys.job_state_order("ports", &id), order.clone(), None));
+                    if state_version > 0 {
+                        ops.push(TxnOp::put(keys.state("ports", &id), state, None));
+                    }
+                    if stuck {
+                        let job_state = format!(r#"{{"heat_outputs": {outputs}, "orchestration_state": "CREATE_COMPLETE"}}"#);
+                        ops.push(TxnOp::put(keys.job_state("ports", &id), job_state, None));
+                    } else {
+                        ops.push(TxnOp::put(keys.state_lineage("ports", &id), order, None));
+                    }
+                }
+                kv.txn(Txn::new().and_then(ops)).await.unwrap();
+            }
+        })
+        .buffer_unordered(16);
+    let done = batches.count().await;
+    eprintln!(
+        "loaded {count} resources in {done} transactions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
