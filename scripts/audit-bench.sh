@@ -63,7 +63,7 @@ AUDIT_BENCH_ETCD="$ENDPOINT" AUDIT_BENCH_RESOURCES="$RESOURCES" AUDIT_BENCH_PREF
   cargo test --test integration -- --ignored --exact \
   audit::load_resources_for_the_audit_benchmark --nocapture >"$WORK/load.log" 2>&1 || true
 grep -E "^loaded" "$WORK/load.log" || { echo "the loader did not run:" >&2; tail -20 "$WORK/load.log" >&2; exit 1; }
-KEYS="$(ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINT" get "$PREFIX/" --prefix --limit 1 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')"
+KEYS="$(ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINT" --command-timeout=120s get "$PREFIX/" --prefix --limit 1 -w json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))' || echo "?")"
 DB="$(du -sh "$WORK/etcd" | cut -f1)"
 echo "keys: $KEYS; etcd data dir: $DB"
 

@@ -11,7 +11,8 @@
 //! - [`app`]: one process wired (settings, endpoints, etcd, broker, stages, signals); `main`
 //!   and the integration tests both run it.
 //! - [`telemetry`]: named events (logs and metrics), readiness, `/metrics`, trace context.
-//! - [`ops`]: what the operator commands (`status`, `dlq`, `show`, `publish`) read and write.
+//! - [`ops`]: what the operator commands (`status`, `dlq`, `show`, `publish`, `audit`,
+//!   `reconcile`) read and write.
 //! - [`config`], [`secrets`], [`strict_json`]: settings, secret handling, strict decoding.
 //!
 //! `docs/ARCHITECTURE.md` is the map of how these fit together.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use super::audit::AuditEvery;
 use crate::amqp::{AmqpConfig, Topology};
 use crate::config::Settings;
 use crate::keys::Keyspace;
@@ -54,6 +55,15 @@ pub struct RunSettings {
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9464")]
     pub http_addr: SocketAddr,
 
+    /// Run the `audit` scan this often and export its counts as gauges
+    /// (`heat_pipeline_stuck_jobs`, ...). Off by default; enable it on one process only.
+    #[arg(long, env = "AUDIT_EVERY", value_parser = humantime::parse_duration)]
+    pub audit_every: Option<Duration>,
+
+    /// With `--audit-every`: from what age a job_state without its /state counts as stuck.
+    #[arg(long, env = "AUDIT_OLDER_THAN", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub audit_older_than: Duration,
+
     /// etcd's --max-request-bytes; larger records are dead-lettered.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
     pub etcd_max_request_bytes: usize,
@@ -70,6 +80,8 @@ pub struct AppConfig {
     pub stages: Vec<StageName>,
     pub options: RunOptions,
     pub http_addr: SocketAddr,
+    /// `--audit-every`: the periodic audit, if any.
+    pub audit: Option<AuditEvery>,
 }
 
 impl AppConfig {
@@ -91,6 +103,10 @@ impl AppConfig {
                 max_request_bytes: run.etcd_max_request_bytes,
             },
             http_addr: run.http_addr,
+            audit: run.audit_every.map(|every| AuditEvery {
+                every,
+                older_than: run.audit_older_than,
+            }),
         })
     }
 }

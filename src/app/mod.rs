@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod config;
 mod probe;
 mod signals;
@@ -30,6 +31,7 @@ use crate::stages::{Capture, Normalize, StageName, Wrap};
 use crate::store::{ConnectError, Store};
 use crate::telemetry::{self, health::Health};
 
+pub use audit::AuditEvery;
 pub use config::{AppConfig, RunSettings, StageChoice};
 pub use signals::cancel_on_signal;
 
@@ -109,6 +111,14 @@ impl App {
             probe::PROBE_INTERVAL,
             shutdown.clone(),
         ));
+        if let Some(every) = config.audit {
+            tokio::spawn(audit::audit_periodically(
+                store.clone(),
+                config.keys.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
         let pipeline = Arc::new(Pipeline {
             connection: SharedConnection::new(config.amqp),
             health,

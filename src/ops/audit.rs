@@ -582,6 +582,24 @@ pub async fn scan(
     Ok(stats)
 }
 
+/// How old `resource`'s job_state is at `now`, from its order key's `written_at`; `None`
+/// without a job_state or without a time (a key from before lineage).
+pub fn job_state_age(resource: &Resource, now: SystemTime) -> Option<Duration> {
+    resource.job_state.as_ref()?;
+    let order = OrderKey::from_bytes(&resource.job_state_order.as_ref()?.value)?;
+    let at = humantime::parse_rfc3339(order.written_at.as_deref()?).ok()?;
+    Some(now.duration_since(at).unwrap_or(Duration::ZERO))
+}
+
+/// Every problem, in a fixed order (for counts).
+pub const PROBLEMS: [Problem; 5] = [
+    Problem::Stuck,
+    Problem::Behind,
+    Problem::Orphan,
+    Problem::Stale,
+    Problem::Unreadable,
+];
+
 /// The [`Order`] of an order key's bytes, old format or new.
 pub fn order_of(stored: &Option<Stored>) -> Option<Order> {
     stored.as_ref().and_then(|s| Order::from_bytes(&s.value))

@@ -1,6 +1,7 @@
-//! The operator commands' library side: what `status`, `dlq`, `show` and `publish` read
-//! and write. Each asks the broker or the store once and returns data; the binary's
-//! `commands/` prints it. None of them runs a stage.
+//! The operator commands' library side: what `status`, `dlq`, `show`, `publish`, `audit`
+//! and `reconcile` read and write. Each returns data (or, for `audit`, hands each resource
+//! to a callback as the scan goes); the binary's `commands/` prints it. None of them runs a
+//! stage.
 
 pub mod audit;
 pub mod dlq;

@@ -44,9 +44,63 @@ pub(super) fn describe() {
         "Age of a result when wrap wrote its /state, from the publish time in its headers."
     );
     describe_gauge!(
+        "heat_pipeline_stuck_jobs",
+        "Resources the last periodic audit (run --audit-every) found stuck: job_state older than the threshold and no /state of its version."
+    );
+    describe_gauge!(
+        "heat_pipeline_audit_findings",
+        "Findings of the last periodic audit, by problem (stuck, behind, orphan, stale, unreadable)."
+    );
+    describe_gauge!(
+        "heat_pipeline_oldest_job_state_seconds",
+        Unit::Seconds,
+        "Age of the oldest job_state the last periodic audit saw (from its order key's written_at); 0 when none."
+    );
+    describe_gauge!(
         "heat_pipeline_ready",
         "1 while the stage is connected to the broker and etcd answers, else 0."
     );
+}
+
+/// A periodic audit (`run --audit-every`) finished its scan.
+pub struct AuditScanned<'a> {
+    /// Findings by problem name (`stuck`, `behind`, `orphan`, `stale`, `unreadable`).
+    pub findings: &'a [(&'static str, u64)],
+    /// The oldest job_state's age (zero when there is none).
+    pub oldest_job_state: Duration,
+    pub resources: u64,
+    pub took: Duration,
+}
+
+impl AuditScanned<'_> {
+    pub fn emit(self) {
+        let total: u64 = self.findings.iter().map(|(_, n)| n).sum();
+        let stuck = self
+            .findings
+            .iter()
+            .find(|(name, _)| *name == "stuck")
+            .map_or(0, |(_, n)| *n);
+        if total > 0 {
+            tracing::warn!(
+                resources = self.resources,
+                findings = total,
+                stuck,
+                took_ms = self.took.as_millis() as u64,
+                "audit found problems (heat-pipeline audit lists them)"
+            );
+        } else {
+            tracing::debug!(
+                resources = self.resources,
+                took_ms = self.took.as_millis() as u64,
+                "audit found nothing"
+            );
+        }
+        gauge!("heat_pipeline_stuck_jobs").set(stuck as f64);
+        for (problem, count) in self.findings {
+            gauge!("heat_pipeline_audit_findings", "problem" => *problem).set(*count as f64);
+        }
+        gauge!("heat_pipeline_oldest_job_state_seconds").set(self.oldest_job_state.as_secs_f64());
+    }
 }
 
 /// A message finished: acked after its commit and hand-off, or dead-lettered.

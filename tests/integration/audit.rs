@@ -336,6 +336,76 @@ async fn audit_that_cannot_reach_etcd_exits_2() {
     pipeline.stop().await;
 }
 
+/// `run --audit-every` exports the audit's counts: one stuck job, and its job_state's age.
+#[tokio::test]
+async fn a_process_run_with_audit_every_exports_stuck_jobs_and_the_oldest_job_state() {
+    use crate::helpers::process::{free_addr, spawn};
+
+    let pipeline = TestPipeline::new("audit-every").await;
+    let keys = &pipeline.keys;
+    put(
+        &pipeline,
+        &keys.job_state("ports", "s1"),
+        br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#,
+    )
+    .await;
+    put(&pipeline, &keys.job_state_order("ports", "s1"), br#"{"version":2,"phase":"final","stage":"normalize","written_at":"2026-01-01T00:00:00.000Z","trace_id":"x"}"#).await;
+    let addr = free_addr();
+    let mut env = pipeline.env();
+    env.push(("HTTP_ADDR", addr.clone()));
+    let process = spawn(
+        &env,
+        &[
+            "run",
+            "wrap",
+            "--audit-every",
+            "1s",
+            "--audit-older-than",
+            "1m",
+        ],
+    );
+
+    let metrics = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .new_agent();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let body = agent
+                .get(&format!("http://{addr}/metrics"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .unwrap_or_default();
+            if body.lines().any(|l| l == "heat_pipeline_stuck_jobs 1") {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "no stuck job exported:\n{body}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains(r#"heat_pipeline_audit_findings{problem="stuck"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"heat_pipeline_audit_findings{problem="orphan"} 0"#),
+        "{metrics}"
+    );
+    let oldest: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("heat_pipeline_oldest_job_state_seconds "))
+        .expect("the oldest job_state's age")
+        .parse()
+        .unwrap();
+    assert!(oldest > 86_400.0, "written in January: {oldest}");
+    process.terminate().await;
+    pipeline.stop().await;
+}
+
 /// Loads `AUDIT_BENCH_RESOURCES` resources (default 1,000,000) under `AUDIT_BENCH_PREFIX`
 /// for `scripts/audit-bench.sh`, which starts a private etcd for it: refused against the
 /// shared one. Every resource is finished (heat_stacks, both order keys, `/state`, the

@@ -150,6 +150,7 @@ impl TestPipeline {
                 ..RunOptions::default()
             },
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            audit: None,
         };
         let app = App::build(config).await.expect("build the app");
         self.http_addr = Some(app.http_addr());
