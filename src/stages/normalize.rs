@@ -150,4 +150,45 @@ mod tests {
         assert_eq!(again.handoff, None);
         assert_eq!(get(&store, SEED_KEY), None);
     }
+
+    #[test]
+    fn the_hand_off_carries_the_order_key_as_stored_so_wrap_can_guess_it() {
+        let (capture, normalize) = stages();
+        let mut store = vec![];
+        let to_normalize = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        let first = step(&normalize, &mut store, &to_normalize).handoff.unwrap();
+        let order_key =
+            "/heat-pipeline/order/job_state/v2.0/ports/23464cbc-d910-430a-93f7-3776ea07f992";
+        let stored = get(&store, order_key).unwrap().to_vec();
+        assert_eq!(
+            stored,
+            br#"{"version":1,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#
+        );
+        let request: WrapRequest = serde_json::from_slice(&first).unwrap();
+        assert_eq!(
+            request.job_state_order.as_deref().map(str::as_bytes),
+            Some(&stored[..])
+        );
+
+        // A redelivery at another time, with another trace: a duplicate, whose hand-off
+        // carries the bytes found, not its own lineage.
+        let input = normalize.decode(&to_normalize).unwrap();
+        let view: Vec<(&str, &[u8])> = store
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let later = Lineage {
+            written_at: "2026-11-27T09:00:00.000Z".into(),
+            trace_id: "other".into(),
+        };
+        let again = normalize
+            .decide(&input, &snapshot(&normalize.reads(&input), &view), &later)
+            .unwrap();
+        assert_eq!(again.outcome, Outcome::Duplicate);
+        let request: WrapRequest = serde_json::from_slice(&again.handoff.unwrap()).unwrap();
+        assert_eq!(
+            request.job_state_order.as_deref().map(str::as_bytes),
+            Some(&stored[..])
+        );
+    }
 }
