@@ -57,6 +57,8 @@ echo "private etcd on $ENDPOINT (pid $ETCD_PID, data in $WORK)"
 
 cd "$REPO"
 cargo build --release --bin heat-pipeline 2>&1 | tail -1
+# A copy: a shared CARGO_TARGET_DIR may get another checkout's build meanwhile.
+cp "${CARGO_TARGET_DIR:-$REPO/target}/release/heat-pipeline" "$WORK/heat-pipeline"
 PREFIX=/audit-bench
 echo "loading $RESOURCES resources..."
 AUDIT_BENCH_ETCD="$ENDPOINT" AUDIT_BENCH_RESOURCES="$RESOURCES" AUDIT_BENCH_PREFIX="$PREFIX" \
@@ -67,7 +69,7 @@ KEYS="$(ETCDCTL_API=3 etcdctl --endpoints "$ENDPOINT" --command-timeout=120s get
 DB="$(du -sh "$WORK/etcd" | cut -f1)"
 echo "keys: $KEYS; etcd data dir: $DB"
 
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/heat-pipeline"
+BIN="$WORK/heat-pipeline"
 for run in 1 2; do
   set +e
   ETCD_ENDPOINTS="$ENDPOINT" ETCD_KEY_PREFIX="$PREFIX" /usr/bin/time -v \
@@ -80,7 +82,7 @@ for run in 1 2; do
   cpu_user="$(grep 'User time' "$WORK/audit.err" | awk '{print $NF}')"
   cpu_sys="$(grep 'System time' "$WORK/audit.err" | awk '{print $NF}')"
   echo "run $run: exit $code, wall $wall, user ${cpu_user}s, sys ${cpu_sys}s, peak RSS $((rss / 1024)) MiB"
-  grep '^scanned' "$WORK/audit.err" || tail -5 "$WORK/audit.err"
+  grep '^scanned' "$WORK/audit.err" || head -5 "$WORK/audit.err"
 done
 echo "findings by problem:"
 python3 -c '

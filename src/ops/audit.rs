@@ -26,7 +26,7 @@ use crate::records::{HeatStackRecord, JobStateRecord, Order, OrderKey, StateReco
 use crate::stages::StageName;
 use crate::store::{Store, Transient};
 
-/// The families a scan reads, in [`Resource`] slot order.
+/// The families a scan reads.
 const SCANNED: [Family; 5] = [
     Family::HeatStacks,
     Family::HeatStacksOrder,
@@ -466,14 +466,14 @@ pub struct ScanStats {
     pub revision: i64,
 }
 
-/// One family's keys, read page by page.
+/// One family's keys, read page by page. Everything below `upto` (a key suffix; `None`:
+/// the family's end) has been fetched: it is in `buffer` or was visited.
 struct Cursor {
     family: Family,
-    prefix_len: usize,
-    next: Vec<u8>,
+    prefix: Vec<u8>,
     end: Vec<u8>,
-    buffer: VecDeque<(String, Stored)>,
-    done: bool,
+    buffer: VecDeque<(Vec<u8>, Stored)>,
+    upto: Option<Vec<u8>>,
 }
 
 impl Cursor {
@@ -484,102 +484,159 @@ impl Cursor {
         *end.last_mut().expect("a prefix is never empty") += 1;
         Cursor {
             family,
-            prefix_len: prefix.len(),
-            next: prefix,
+            prefix,
             end,
             buffer: VecDeque::new(),
-            done: false,
+            upto: Some(Vec::new()),
         }
     }
 
+    fn done(&self) -> bool {
+        self.upto.is_none()
+    }
+
+    /// Whether the buffer is empty with keys still to fetch below `bound` (`None`: the end).
+    fn wants(&self, bound: Option<&[u8]>) -> bool {
+        match (&self.upto, bound) {
+            (None, _) => false,
+            (Some(_), None) => self.buffer.is_empty(),
+            (Some(upto), Some(bound)) => self.buffer.is_empty() && upto.as_slice() < bound,
+        }
+    }
+
+    /// Fetches the next page below `bound` (a suffix; `None`: the family's end).
     async fn fill(
         &mut self,
         store: &Store,
-        page_size: &mut i64,
-        revision: &mut Option<i64>,
-        stats: &mut ScanStats,
+        bound: Option<&[u8]>,
+        scan: &mut ScanState,
     ) -> Result<(), Transient> {
-        if !self.buffer.is_empty() || self.done {
-            return Ok(());
-        }
+        let from = [
+            self.prefix.as_slice(),
+            self.upto.as_deref().unwrap_or_default(),
+        ]
+        .concat();
+        let to = match bound {
+            Some(bound) => [self.prefix.as_slice(), bound].concat(),
+            None => self.end.clone(),
+        };
         let page = loop {
             match store
-                .range_page(&self.next, &self.end, *page_size, *revision)
+                .range_page(&from, &to, scan.page_size, scan.revision)
                 .await
             {
                 Ok(page) => break page,
                 // A page over the client's message limit (large records): smaller pages.
-                Err(_) if *page_size > 1 => *page_size = (*page_size / 4).max(1),
+                Err(error) if error.is_response_too_large() && scan.page_size > 1 => {
+                    scan.page_size = (scan.page_size / 4).max(1)
+                }
                 Err(error) => return Err(error),
             }
         };
-        stats.pages += 1;
-        revision.get_or_insert(page.revision);
-        self.done = !page.more;
-        if let Some((last, _)) = page.kvs.last() {
-            self.next = last.clone();
-            self.next.push(0);
-        } else {
-            self.done = true;
-        }
+        scan.stats.pages += 1;
+        scan.revision.get_or_insert(page.revision);
+        scan.stats.keys += page.kvs.len() as u64;
+        self.upto = match (page.more, page.kvs.last(), bound) {
+            (true, Some((last, _)), _) => {
+                let mut after = last[self.prefix.len()..].to_vec();
+                after.push(0);
+                Some(after)
+            }
+            (_, _, Some(bound)) => Some(bound.to_vec()),
+            (_, _, None) => None,
+        };
         for (key, stored) in page.kvs {
-            let suffix = String::from_utf8_lossy(&key[self.prefix_len..]).into_owned();
-            self.buffer.push_back((suffix, stored));
+            self.buffer
+                .push_back((key[self.prefix.len()..].to_vec(), stored));
         }
-        stats.keys += self.buffer.len() as u64;
         Ok(())
     }
 }
 
+/// What the cursors of one scan share.
+struct ScanState {
+    page_size: i64,
+    revision: Option<i64>,
+    stats: ScanStats,
+}
+
 /// Scans every resource of `keys`' prefix and API version, calling `visit` once per
-/// resource (in key order of `<path>/<id>`), with at most five pages of `page_size` keys in
-/// memory. All pages are read at the revision of the first, so the scan sees one state of
-/// the store; if etcd compacts that revision meanwhile, the scan fails (run it again).
+/// resource (in key order of `<path>/<id>`), with a few pages of `page_size` keys in memory.
+/// All pages are read at the revision of the first, so the scan sees one state of the
+/// store; if etcd compacts that revision meanwhile, the scan fails (run it again).
+///
+/// etcd (3.4) walks the whole rest of a range to count it on every limited request, so a
+/// scan of many pages per family would cost O(n²) in etcd. Only the heat_stacks order
+/// keys (every resource the pipeline touched has one) are read with a limit to the end;
+/// the other families are read only up to where that page ended, which etcd answers
+/// cheaply; when the driver is done, the others continue to their end.
 pub async fn scan(
     store: &Store,
     keys: &Keyspace,
     page_size: i64,
     mut visit: impl FnMut(Resource),
 ) -> Result<ScanStats, Transient> {
-    let mut cursors: Vec<Cursor> = SCANNED.iter().map(|f| Cursor::new(keys, *f)).collect();
-    let mut page_size = page_size.max(1);
-    let mut revision = None;
-    let mut stats = ScanStats::default();
+    // The driver first.
+    let order = [
+        Family::HeatStacksOrder,
+        Family::HeatStacks,
+        Family::JobState,
+        Family::JobStateOrder,
+        Family::State,
+    ];
+    let mut cursors: Vec<Cursor> = order.iter().map(|f| Cursor::new(keys, *f)).collect();
+    let mut scan = ScanState {
+        page_size: page_size.max(1),
+        revision: None,
+        stats: ScanStats::default(),
+    };
     loop {
-        for cursor in &mut cursors {
-            cursor
-                .fill(store, &mut page_size, &mut revision, &mut stats)
-                .await?;
+        if cursors[0].wants(None) {
+            cursors[0].fill(store, None, &mut scan).await?;
         }
+        // The window: what the driver has fetched.
+        let bound = cursors[0].upto.clone();
+        for cursor in &mut cursors[1..] {
+            if cursor.wants(bound.as_deref()) {
+                cursor.fill(store, bound.as_deref(), &mut scan).await?;
+            }
+        }
+        if cursors.iter().all(|c| c.done() && c.buffer.is_empty()) {
+            break;
+        }
+        // The smallest key fetched, if no cursor may still hold a smaller one unfetched.
+        let floor = cursors
+            .iter()
+            .filter(|c| c.buffer.is_empty() && !c.done())
+            .filter_map(|c| c.upto.as_ref())
+            .min();
         let Some(next) = cursors
             .iter()
             .filter_map(|c| c.buffer.front().map(|(suffix, _)| suffix))
             .min()
+            .filter(|next| floor.is_none_or(|floor| *next < floor))
             .cloned()
         else {
-            break;
+            continue;
         };
-        let (path, id) = next.split_once('/').unwrap_or((next.as_str(), ""));
+        let suffix = String::from_utf8_lossy(&next);
+        let (path, id) = suffix.split_once('/').unwrap_or((&suffix, ""));
         let mut resource = Resource {
             path: path.to_string(),
             id: id.to_string(),
             ..Resource::default()
         };
         for cursor in &mut cursors {
-            if cursor
-                .buffer
-                .front()
-                .is_some_and(|(suffix, _)| *suffix == next)
-            {
+            if cursor.buffer.front().is_some_and(|(s, _)| *s == next) {
                 let (_, stored) = cursor.buffer.pop_front().expect("a front");
                 *resource.slot(cursor.family) = Some(stored);
             }
         }
-        stats.resources += 1;
+        scan.stats.resources += 1;
         visit(resource);
     }
-    stats.revision = revision.unwrap_or(0);
-    Ok(stats)
+    scan.stats.revision = scan.revision.unwrap_or(0);
+    Ok(scan.stats)
 }
 
 /// How old `resource`'s job_state is at `now`, from its order key's `written_at`; `None`

@@ -26,6 +26,20 @@ pub enum Transient {
 }
 
 impl Transient {
+    /// Whether etcd's answer was over the client's message limit (a range of large
+    /// records): a smaller page would pass.
+    pub fn is_response_too_large(&self) -> bool {
+        match self {
+            Transient::Request { source, .. } => matches!(
+                &**source,
+                etcd_client::Error::GRpcStatus(status)
+                    if matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted)
+                        && status.message().contains("message length too large")
+            ),
+            _ => false,
+        }
+    }
+
     pub(super) fn request(op: &'static str, error: etcd_client::Error) -> Transient {
         Transient::Request {
             op,

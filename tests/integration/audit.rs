@@ -22,7 +22,16 @@ async fn run_bin(mut command: Command) -> Ran {
 
 /// `audit --format json --older-than 0s`: its exit code and its findings by id.
 async fn audit(pipeline: &TestPipeline) -> (Option<i32>, Vec<Value>) {
-    let ran = run_bin(pipeline.command(&["audit", "--format", "json", "--older-than", "0s"])).await;
+    let ran = run_bin(pipeline.command(&[
+        "audit",
+        "--format",
+        "json",
+        "--older-than",
+        "0s",
+        "--page-size",
+        "2",
+    ]))
+    .await;
     let findings = ran
         .stdout
         .lines()
