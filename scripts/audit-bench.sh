@@ -9,7 +9,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RESOURCES=1000000
-PAGE_SIZE=1000
+PAGE_SIZE=5000
 while (($#)); do
   case "$1" in
     --resources) RESOURCES="$2"; shift 2 ;;

@@ -38,7 +38,7 @@ pub(super) async fn audit_periodically(
         let now = SystemTime::now();
         let mut counts = [0u64; PROBLEMS.len()];
         let mut oldest = Duration::ZERO;
-        let scan = audit::scan(&store, &keys, 1000, |resource| {
+        let scan = audit::scan(&store, &keys, audit::DEFAULT_PAGE_SIZE, |resource| {
             if let Some(age) = audit::job_state_age(&resource, now) {
                 oldest = oldest.max(age);
             }

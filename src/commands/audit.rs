@@ -21,7 +21,7 @@ pub(crate) struct AuditArgs {
     #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
     format: AuditFormat,
     /// Keys per etcd request (memory holds five pages).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = audit::DEFAULT_PAGE_SIZE)]
     page_size: i64,
     /// Dead letters read per stage to explain findings (left in their queues).
     #[arg(long, default_value_t = 10_000)]

@@ -41,7 +41,7 @@ pub(crate) async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow
     }
     if args.all_stuck {
         let now = SystemTime::now();
-        audit::scan(&store, &keys, 1000, |resource| {
+        audit::scan(&store, &keys, audit::DEFAULT_PAGE_SIZE, |resource| {
             let half_done = audit::classify(&resource, &keys, now, args.older_than)
                 .iter()
                 .any(|f| matches!(f.problem, Problem::Stuck | Problem::Behind));

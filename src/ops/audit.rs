@@ -26,6 +26,10 @@ use crate::records::{HeatStackRecord, JobStateRecord, Order, OrderKey, StateReco
 use crate::stages::StageName;
 use crate::store::{Store, Transient};
 
+/// Keys per etcd request of a scan unless told otherwise: five pages of it stay in memory
+/// (about 26 MiB at a million resources; `docs/SCALING.md`).
+pub const DEFAULT_PAGE_SIZE: i64 = 5000;
+
 /// The families a scan reads.
 const SCANNED: [Family; 5] = [
     Family::HeatStacks,
@@ -504,13 +508,14 @@ impl Cursor {
         }
     }
 
-    /// Fetches the next page below `bound` (a suffix; `None`: the family's end).
+    /// Fetches the next page below `bound` (a suffix; `None`: the family's end); returns
+    /// how many keys etcd counted from the start of the page to `bound`.
     async fn fill(
         &mut self,
         store: &Store,
         bound: Option<&[u8]>,
         scan: &mut ScanState,
-    ) -> Result<(), Transient> {
+    ) -> Result<i64, Transient> {
         let from = [
             self.prefix.as_slice(),
             self.upto.as_deref().unwrap_or_default(),
@@ -549,7 +554,7 @@ impl Cursor {
             self.buffer
                 .push_back((key[self.prefix.len()..].to_vec(), stored));
         }
-        Ok(())
+        Ok(page.count)
     }
 }
 
@@ -558,6 +563,20 @@ struct ScanState {
     page_size: i64,
     revision: Option<i64>,
     stats: ScanStats,
+    /// How many bytes of the driver's next key bound its next request (see [`scan`]).
+    depth: usize,
+}
+
+/// The first key after every key that starts with `prefix` (`None`: there is none).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
 }
 
 /// Scans every resource of `keys`' prefix and API version, calling `visit` once per
@@ -565,11 +584,13 @@ struct ScanState {
 /// All pages are read at the revision of the first, so the scan sees one state of the
 /// store; if etcd compacts that revision meanwhile, the scan fails (run it again).
 ///
-/// etcd (3.4) walks the whole rest of a range to count it on every limited request, so a
-/// scan of many pages per family would cost O(n²) in etcd. Only the heat_stacks order
-/// keys (every resource the pipeline touched has one) are read with a limit to the end;
-/// the other families are read only up to where that page ended, which etcd answers
-/// cheaply; when the driver is done, the others continue to their end.
+/// etcd (3.4) walks the whole of a range to count it on every request, limited or not, so
+/// pages read "from here to the end" would cost O(n²) in etcd (1.1 s a page at a million
+/// keys). So every request is bounded: the heat_stacks order keys (every resource the
+/// pipeline touched has one) drive, read in windows of keys sharing a prefix of the next
+/// key, one byte longer when etcd counted too many in the last window, one shorter when
+/// too few; the other families are read up to where the driver's page ended. When the
+/// driver is done, the others continue to their end.
 pub async fn scan(
     store: &Store,
     keys: &Keyspace,
@@ -589,10 +610,25 @@ pub async fn scan(
         page_size: page_size.max(1),
         revision: None,
         stats: ScanStats::default(),
+        depth: 8,
     };
     loop {
         if cursors[0].wants(None) {
-            cursors[0].fill(store, None, &mut scan).await?;
+            // The driver's window: keys sharing the first `depth` bytes of the next one
+            // (the whole rest for the first request). etcd's count of the window says
+            // whether it was too wide or too narrow for the next.
+            let from = cursors[0].upto.clone().unwrap_or_default();
+            let bound = if from.is_empty() {
+                None
+            } else {
+                successor(&from[..scan.depth.min(from.len())])
+            };
+            let count = cursors[0].fill(store, bound.as_deref(), &mut scan).await?;
+            if count > 8 * scan.page_size {
+                scan.depth += 1;
+            } else if count < scan.page_size / 2 && scan.depth > 1 {
+                scan.depth -= 1;
+            }
         }
         // The window: what the driver has fetched.
         let bound = cursors[0].upto.clone();
@@ -821,6 +857,14 @@ mod tests {
             problems(&unreadable),
             vec![(Problem::Unreadable, None), (Problem::Unreadable, None)]
         );
+    }
+
+    #[test]
+    fn the_successor_of_a_prefix_bounds_every_key_that_starts_with_it() {
+        assert_eq!(successor(b"ports/0a"), Some(b"ports/0b".to_vec()));
+        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff"), None);
+        assert_eq!(successor(b""), None);
     }
 
     #[test]

@@ -260,6 +260,8 @@ pub struct Page {
     pub kvs: Vec<(Vec<u8>, Stored)>,
     /// Whether keys beyond this page remain in the range.
     pub more: bool,
+    /// How many keys the whole range holds (etcd counts them for every request).
+    pub count: i64,
     /// The store revision the page was read at.
     pub revision: i64,
 }
@@ -287,6 +289,7 @@ impl Store {
             .map_err(|e| Transient::request("range", e))?;
         let revision = response.header().map_or(0, |h| h.revision());
         let more = response.more();
+        let count = response.count();
         let kvs = response
             .kvs()
             .iter()
@@ -301,6 +304,7 @@ impl Store {
         Ok(Page {
             kvs,
             more,
+            count,
             revision,
         })
     }
