@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use heat_pipeline::keys::Keyspace;
-use heat_pipeline::plan::{Decision, Snapshot, Stored, Write};
+use heat_pipeline::plan::{Decision, Lineage, Snapshot, Stored, Write};
 use heat_pipeline::stages::{Capture, Normalize, Stage, StageName, Wrap};
 
 const SEED: &str = include_str!("heat_result.port.json");
@@ -66,7 +66,9 @@ impl Store {
     fn step<S: Stage>(&mut self, stage: &S, body: &[u8]) -> (Snapshot, Option<Vec<u8>>) {
         let input = stage.decode(body).expect("the workload's messages decode");
         let snapshot = self.read(stage, &input);
-        let decision = stage.decide(&input, &snapshot).expect("and decide");
+        let decision = stage
+            .decide(&input, &snapshot, &lineage())
+            .expect("and decide");
         self.apply(&decision);
         (snapshot, decision.handoff)
     }
@@ -113,13 +115,27 @@ fn bodies(workload: &str) -> Vec<Vec<u8>> {
     .collect()
 }
 
+/// What the runner passes a stage for each delivery (the time and trace id its order keys
+/// record).
+fn lineage() -> Lineage {
+    Lineage {
+        written_at: "2026-11-27T08:00:00.000Z".to_string(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_string(),
+    }
+}
+
 /// The measured loop: decode and decide, `iterations` times over every case.
 #[inline(never)]
 fn run<S: Stage>(stage: &S, cases: &[(Vec<u8>, Snapshot)], iterations: usize) {
+    let lineage = lineage();
     for _ in 0..iterations {
         for (body, snapshot) in cases {
             let input = stage.decode(black_box(body)).expect("decodes");
-            black_box(stage.decide(&input, black_box(snapshot)).expect("decides"));
+            black_box(
+                stage
+                    .decide(&input, black_box(snapshot), &lineage)
+                    .expect("decides"),
+            );
         }
     }
 }
