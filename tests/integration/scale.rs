@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::helpers::faults::*;
 use crate::helpers::process::{Process, SHUTDOWN_PATIENCE};
 use crate::helpers::*;
+use heat_pipeline::lifecycle::Phase;
+use heat_pipeline::records::OrderKey;
 
 /// A deterministic shuffle (xorshift), so a failure can be replayed.
 fn shuffle<T>(items: &mut [T], mut seed: u64) {
@@ -99,7 +101,9 @@ async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() 
         let order = pipeline.keys.job_state_order("ports", &id);
         let stored = kv.get(order.as_str(), None).await.unwrap();
         let value = stored.kvs()[0].value();
-        assert_eq!(value, br#"{"version":5,"phase":"final"}"#, "{id}");
+        let written = OrderKey::from_bytes(value).expect("an order key");
+        assert_eq!((written.version, written.phase), (5, Phase::Final), "{id}");
+        assert_eq!(written.stage.as_deref(), Some("normalize"), "{id}");
     }
     pipeline.stop().await;
 }
