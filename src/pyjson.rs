@@ -106,19 +106,28 @@ impl Formatter for PythonFormatter {
         w: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Scanned as bytes: printable ASCII is one byte per character, and the first byte
+        // outside it starts a character (a control, DEL, or a multi-byte sequence), so the
+        // common all-ASCII fragment costs no UTF-8 decoding.
+        let bytes = fragment.as_bytes();
         let mut plain_from = 0;
-        for (at, ch) in fragment.char_indices() {
-            if (' '..='~').contains(&ch) {
-                continue;
-            }
-            w.write_all(&fragment.as_bytes()[plain_from..at])?;
+        while let Some(offset) = bytes[plain_from..]
+            .iter()
+            .position(|b| !(b' '..=b'~').contains(b))
+        {
+            let at = plain_from + offset;
+            w.write_all(&bytes[plain_from..at])?;
+            let ch = fragment[at..]
+                .chars()
+                .next()
+                .expect("a character starts here");
             let mut units = [0u16; 2];
             for unit in ch.encode_utf16(&mut units) {
                 write!(w, "\\u{unit:04x}")?;
             }
             plain_from = at + ch.len_utf8();
         }
-        w.write_all(&fragment.as_bytes()[plain_from..])
+        w.write_all(&bytes[plain_from..])
     }
 
     fn write_char_escape<W: ?Sized + Write>(
