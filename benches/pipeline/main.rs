@@ -25,8 +25,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 use etcd_client::{Client, DeleteOptions};
 use heat_pipeline::amqp::{self, Topology};
-use heat_pipeline::stages::StageName;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::Channel;
 
 use metrics::{cpu_seconds, peak_rss_mib, scrape, subtract_samples, Requests};
@@ -543,23 +541,7 @@ impl Bench {
                 println!("warning: {} exited with {status}", process.label);
             }
         }
-        for stage in StageName::ALL {
-            for queue in [self.topology.queue(stage), self.topology.dead_queue(stage)] {
-                let _ = self
-                    .channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for exchange in [
-            self.topology.exchange().to_string(),
-            self.topology.dead_exchange(),
-        ] {
-            let _ = self
-                .channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&self.channel).await;
     }
 }
 

@@ -1,6 +1,9 @@
 //! The pipeline's exchanges and queues (design section 4), declared idempotently.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -106,6 +109,26 @@ impl Topology {
                 .await?;
         }
         Ok(())
+    }
+}
+
+impl Topology {
+    /// Deletes the pipeline's queues and exchanges, messages included: for the tests and
+    /// the benchmark, which clean up the pipelines they made. Best effort: a name already
+    /// gone is no error.
+    pub async fn delete(&self, channel: &Channel) {
+        for stage in StageName::ALL {
+            for queue in [self.queue(stage), self.dead_queue(stage)] {
+                let _ = channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for exchange in [self.exchange().to_string(), self.dead_exchange()] {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
     }
 }
 

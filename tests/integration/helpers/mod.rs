@@ -27,10 +27,7 @@ use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::runner::RunOptions;
 use heat_pipeline::stages::StageName;
 use heat_pipeline::store::StoreConfig;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::task::JoinSet;
@@ -331,23 +328,7 @@ impl TestPipeline {
                 .expect("an app panicked")
                 .expect("an app stopped with an error");
         }
-        for stage in StageName::ALL {
-            for queue in [self.topology.queue(stage), self.topology.dead_queue(stage)] {
-                let _ = self
-                    .channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for exchange in [
-            self.topology.exchange().to_string(),
-            self.topology.dead_exchange(),
-        ] {
-            let _ = self
-                .channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        self.topology.delete(&self.channel).await;
         let _ = self
             .etcd
             .kv_client()
