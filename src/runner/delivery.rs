@@ -143,7 +143,8 @@ fn guess<S: Stage>(worker: &Worker<S>, input: &S::Input, reads: &[String]) -> Op
     if remembered {
         return Some(guess);
     }
-    worker.stage.expected(input)
+    // `complete` left the inferred keys untouched: the first-version guess builds on them.
+    worker.stage.expected(input, reads, guess)
 }
 
 /// Decides and commits until a commit goes through (or no write is needed). It starts

@@ -93,15 +93,24 @@ pub trait Stage: Send + Sync + 'static {
     /// two. A wrong guess is safe (the commit's guards fail and return what is there, and
     /// the stage decides again); `None` means read first.
     ///
+    /// `reads` and `inferred` are this input's [`Stage::reads`] and [`Stage::inferred`],
+    /// which the runner has computed already: passed in so that no message builds its keys
+    /// or copies its inferred records twice.
+    ///
     /// The default guesses a new resource (nothing stored yet) for a job's first version,
     /// and reads for a later one, which usually finds the earlier version's records.
-    fn expected(&self, input: &Self::Input) -> Option<Snapshot> {
+    fn expected(
+        &self,
+        input: &Self::Input,
+        reads: &[String],
+        _inferred: Snapshot,
+    ) -> Option<Snapshot> {
         if !self.job(input).is_first_version() {
             return None;
         }
         let mut snapshot = Snapshot::default();
-        for key in self.reads(input) {
-            snapshot.assume_absent(key);
+        for key in reads {
+            snapshot.assume_absent(key.clone());
         }
         Some(snapshot)
     }
@@ -268,7 +277,7 @@ pub(crate) mod test_support {
         body: &[u8],
     ) -> Option<bool> {
         let input = stage.decode(body).expect("decodes");
-        let guess = stage.expected(&input)?;
+        let guess = stage.expected(&input, &stage.reads(&input), stage.inferred(&input))?;
         assert!(guess.is_guess());
         let view: Vec<(&str, &[u8])> = store
             .iter()

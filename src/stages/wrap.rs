@@ -85,11 +85,16 @@ impl Stage for Wrap {
     /// this job's record under this job's order, and no `/state` yet. A later version reads
     /// (its `/state` is the earlier version's), and so does a large job_state, since a guess
     /// is guarded by its bytes and would double the request.
-    fn expected(&self, input: &WrapInput) -> Option<Snapshot> {
+    fn expected(
+        &self,
+        input: &WrapInput,
+        _reads: &[String],
+        inferred: Snapshot,
+    ) -> Option<Snapshot> {
         if !input.request.job.is_first_version() {
             return None;
         }
-        let mut snapshot = self.inferred(input);
+        let mut snapshot = inferred;
         // Nothing inferred (a job_state too large to guard by value): read.
         snapshot.keys().next()?;
         snapshot.assume_absent(self.keys.for_job(&input.request.job).state);
@@ -268,7 +273,9 @@ mod tests {
             .handoff
             .unwrap();
         let wrap = Wrap { keys };
-        assert_eq!(wrap.expected(&wrap.decode(&to_wrap).unwrap()), None);
+        let input = wrap.decode(&to_wrap).unwrap();
+        let guess = wrap.expected(&input, &wrap.reads(&input), wrap.inferred(&input));
+        assert_eq!(guess, None);
     }
 
     #[test]

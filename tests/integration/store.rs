@@ -134,7 +134,9 @@ async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
         keys: Keyspace::new(prefix.clone(), "v2.0"),
     };
     let input = stage.decode(SEED_INPUT).unwrap();
-    let guess = stage.expected(&input).expect("a first version is guessed");
+    let guess = stage
+        .expected(&input, &stage.reads(&input), stage.inferred(&input))
+        .expect("a first version is guessed");
     let decision = stage.decide(&input, &guess, &Lineage::default()).unwrap();
     assert_eq!(decision.outcome, Outcome::Written);
 
@@ -161,7 +163,9 @@ async fn a_commit_repeated_after_an_unknown_outcome_changes_nothing() {
         keys: Keyspace::new(format!("{prefix}/other"), "v2.0"),
     };
     let input = other.decode(SEED_INPUT).unwrap();
-    let guess = other.expected(&input).unwrap();
+    let guess = other
+        .expected(&input, &other.reads(&input), other.inferred(&input))
+        .unwrap();
     let decision = other.decide(&input, &guess, &Lineage::default()).unwrap();
     assert!(matches!(
         store.commit(&guess, &decision.writes).await.unwrap(),
