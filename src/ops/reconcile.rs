@@ -71,33 +71,30 @@ pub struct Redrive {
     pub body: Vec<u8>,
 }
 
+/// A parsed record, `None` if absent, or the reason (naming `what`) if it is unreadable:
+/// nothing can be re-driven from it.
+fn readable<'a, T>(
+    parsed: &'a Option<Result<T, String>>,
+    what: &str,
+) -> Result<Option<&'a T>, String> {
+    match parsed {
+        Some(Err(e)) => Err(format!(
+            "{what} is unreadable ({e}): fix or delete it by hand, then publish the job's result \
+             again"
+        )),
+        Some(Ok(value)) => Ok(Some(value)),
+        None => Ok(None),
+    }
+}
+
 /// Pure: the hand-off that takes `resource` one stage further, `Ok(None)` when nothing is
 /// half done, `Err` (the reason) when the records cannot say.
 pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, String> {
     let parsed = Parsed::of(resource);
-    let unreadable = |what: &str, e: &String| {
-        format!("{what} is unreadable ({e}): fix or delete it by hand, then publish the job's result again")
-    };
-    let heat_stack = match &parsed.heat_stacks {
-        Some(Err(e)) => return Err(unreadable("heat_stacks", e)),
-        Some(Ok(r)) => Some(r),
-        None => None,
-    };
-    let hs_order = match &parsed.heat_stacks_order {
-        Some(Err(e)) => return Err(unreadable("the heat_stacks order key", e)),
-        Some(Ok(o)) => Some(o),
-        None => None,
-    };
-    let js_order = match &parsed.job_state_order {
-        Some(Err(e)) => return Err(unreadable("the job_state order key", e)),
-        Some(Ok(o)) => Some(o),
-        None => None,
-    };
-    let state_version = match &parsed.state {
-        Some(Err(e)) => return Err(unreadable("/state", e)),
-        Some(Ok(s)) => Some(s.version),
-        None => None,
-    };
+    let heat_stack = readable(&parsed.heat_stacks, "heat_stacks")?;
+    let hs_order = readable(&parsed.heat_stacks_order, "the heat_stacks order key")?;
+    let js_order = readable(&parsed.job_state_order, "the job_state order key")?;
+    let state_version = readable(&parsed.state, "/state")?.map(|s| s.version);
     let (path, id) = (resource.path.as_str(), resource.id.as_str());
     let job = |version: u64, status: &str| Job {
         action: action_of(status, state_version.is_some()),
@@ -111,13 +108,12 @@ pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, Stri
     };
 
     // job_state waiting for wrap.
-    match (&parsed.job_state, js_order) {
-        (Some(Err(e)), _) => return Err(unreadable("job_state", e)),
-        (Some(Ok(_)), None) => return Err(
+    match (readable(&parsed.job_state, "job_state")?, js_order) {
+        (Some(_), None) => return Err(
             "job_state has no order key, so its version is unknown: publish the job's result again"
                 .into(),
         ),
-        (Some(Ok(job_state)), Some(order)) if state_version.is_none_or(|v| v < order.version) => {
+        (Some(job_state), Some(order)) if state_version.is_none_or(|v| v < order.version) => {
             // The status reason is heat_stacks' when it holds the same result.
             let same = hs_order.is_some_and(|h| h.order() == order.order());
             let request = WrapRequest {
