@@ -166,6 +166,9 @@ async fn a_message_over_the_delivery_limit_shows_as_exhausted_retries() {
     assert!(letter.first_failed_at.is_some(), "{letter:?}");
     assert_eq!(letter.attempts, None, "not in the message");
 
+    // `list` returned the letter to its quorum queue; the requeue is a Raft commit, so wait
+    // until the letter is ready again before planning a replay of it.
+    wait_dead(&pipeline, StageName::Capture, 1).await;
     // With no x-original-routing-key, a replay goes to the stage's routing key.
     let planned = dlq::replay(url, &pipeline.topology, StageName::Capture, 10, true)
         .await
