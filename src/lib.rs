@@ -25,6 +25,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod message;
 pub mod ops;
+pub mod outputs;
 pub mod plan;
 pub mod pyjson;
 pub mod records;

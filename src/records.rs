@@ -5,11 +5,11 @@
 //! the stages read them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{RejectKind, Rejection};
 use crate::lifecycle::Phase;
 use crate::message::Job;
+use crate::outputs::{Outputs, OutputsForm, OutputsString};
 use crate::plan::Lineage;
 use crate::pyjson;
 
@@ -20,7 +20,7 @@ pub struct HeatStackRecord {
     pub stack_id: String,
     pub tenant_id: String,
     pub stack_status: String,
-    pub output: Vec<Value>,
+    pub output: Outputs,
     /// Heat's `stack_status_reason`.
     pub status_reason: String,
     /// `<resource_type>:<resource_id>`.
@@ -30,7 +30,7 @@ pub struct HeatStackRecord {
 /// `/esi-worker/job_state/<api>/<path>/<id>`, written by normalize and removed by wrap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStateRecord {
-    pub heat_outputs: Vec<Value>,
+    pub heat_outputs: Outputs,
     pub orchestration_state: String,
 }
 
@@ -47,7 +47,7 @@ pub struct StateRecord {
 pub struct WorkerState {
     pub worker_state: String,
     /// The outputs as a JSON string, as the original worker stored them.
-    pub heat_outputs: String,
+    pub heat_outputs: OutputsString,
     pub orchestration_state: String,
 }
 
@@ -129,6 +129,9 @@ impl OrderKey {
 pub struct NormalizeRequest {
     pub job: Job,
     pub heat_stack: HeatStackRecord,
+    /// How `heat_stack.output` is written; see [`Handoff::decode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_form: Option<OutputsForm>,
 }
 
 /// normalize → wrap.
@@ -144,6 +147,9 @@ pub struct WrapRequest {
     /// although the key carries a time and a trace id. Absent from an older normalize.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_state_order: Option<String>,
+    /// How `job_state.heat_outputs` is written; see [`Handoff::decode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_form: Option<OutputsForm>,
 }
 
 /// A message from the previous stage: it carries the job, which is validated as strictly as
@@ -151,9 +157,18 @@ pub struct WrapRequest {
 pub trait Handoff: serde::de::DeserializeOwned {
     fn job(&self) -> &Job;
 
+    /// The outputs it carries, and the form they are said to be in.
+    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>);
+
+    /// Decodes a hand-off. Its outputs are kept as the text the previous stage wrote when
+    /// it says that text is Python's form (the records' form), so the stage splices it into
+    /// its record as it is; a hand-off of an older stage has them in serde_json's compact
+    /// form, and they are encoded again.
     fn decode(body: &[u8]) -> Result<Self, Rejection> {
-        let request: Self = crate::message::decode_json(body)?;
+        let mut request: Self = crate::message::decode_json(body)?;
         request.job().validate()?;
+        let (outputs, form) = request.outputs();
+        outputs.ensure_python_form(form)?;
         Ok(request)
     }
 }
@@ -162,11 +177,19 @@ impl Handoff for NormalizeRequest {
     fn job(&self) -> &Job {
         &self.job
     }
+
+    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>) {
+        (&mut self.heat_stack.output, self.outputs_form)
+    }
 }
 
 impl Handoff for WrapRequest {
     fn job(&self) -> &Job {
         &self.job
+    }
+
+    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>) {
+        (&mut self.job_state.heat_outputs, self.outputs_form)
     }
 }
 

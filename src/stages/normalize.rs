@@ -5,6 +5,7 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Phase};
 use crate::message::Job;
+use crate::outputs::OutputsForm;
 use crate::plan::{Decision, Lineage, Snapshot, Write};
 use crate::records::{
     encode, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
@@ -76,6 +77,7 @@ impl Stage for Normalize {
                 job_state: record,
                 status_reason: stack.status_reason.clone(),
                 job_state_order: Some(String::from_utf8_lossy(order_bytes).into_owned()),
+                outputs_form: Some(OutputsForm::Python),
             })
             .expect("a hand-off always serializes")
         };

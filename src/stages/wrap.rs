@@ -5,6 +5,7 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Phase, Progress};
 use crate::message::Job;
+use crate::outputs::OutputsString;
 use crate::plan::{Decision, Lineage, Outcome, Snapshot, Write};
 use crate::records::{
     encode, Handoff, Order, OrderKey, StateRecord, StoredStateVersion, WorkerState, WrapRequest,
@@ -45,8 +46,7 @@ impl Wrap {
             Progress::Failed => input.status_reason.clone(),
             _ => String::new(),
         };
-        let heat_outputs = String::from_utf8(encode(&job_state.heat_outputs)?)
-            .expect("the record writer emits ASCII");
+        let heat_outputs = OutputsString::from(&job_state.heat_outputs);
         Ok(Some(StateRecord {
             state: WorkerState {
                 worker_state,
@@ -302,6 +302,39 @@ mod tests {
             None,
             "wrap removes job_state"
         );
+    }
+
+    /// During a rolling upgrade a stage meets hand-offs of an older one, which carried the
+    /// outputs in serde_json's compact form and no `outputs_form`: they give the same bytes.
+    #[test]
+    fn hand_offs_of_an_older_stage_give_the_seed_records_byte_for_byte() {
+        /// A hand-off as an older stage wrote it: parsed into a tree, encoded compact,
+        /// without `outputs_form`.
+        fn older(handoff: &[u8]) -> Vec<u8> {
+            let mut value: serde_json::Value = serde_json::from_slice(handoff).unwrap();
+            value
+                .as_object_mut()
+                .unwrap()
+                .remove("outputs_form")
+                .unwrap();
+            let compact = serde_json::to_vec(&value).unwrap();
+            assert!(!compact.windows(2).any(|w| w == b", "), "compact form");
+            compact
+        }
+        let keys = Keyspace::new("", "v2.0");
+        let capture = Capture { keys: keys.clone() };
+        let normalize = Normalize { keys: keys.clone() };
+        let mut store = vec![];
+        let to_normalize = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
+        let to_wrap = step(&normalize, &mut store, &older(&to_normalize))
+            .handoff
+            .unwrap();
+        assert_eq!(
+            get(&store, &keys.job_state("ports", ID)).unwrap(),
+            SEED_JOB_STATE
+        );
+        step(&Wrap { keys: keys.clone() }, &mut store, &older(&to_wrap));
+        assert_eq!(get(&store, &keys.state("ports", ID)).unwrap(), SEED_STATE);
     }
 
     #[test]

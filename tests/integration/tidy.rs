@@ -10,6 +10,7 @@ const PURE: &[&str] = &[
     "message.rs",
     "lifecycle.rs",
     "records.rs",
+    "outputs.rs",
     "pyjson.rs",
     "keys.rs",
     "plan.rs",
