@@ -194,13 +194,30 @@ impl Handoff for WrapRequest {
 }
 
 /// Encodes a record as the original writer did, or says why it cannot be.
+///
+/// The bytes are sized to fit: the writer grows its buffer by doubling, and a record is
+/// held (in flight, in an etcd batch, in the stage's cache) long enough for that slack to
+/// be a large share of a process's memory when outputs are tens of KiB.
 pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Rejection> {
-    pyjson::to_vec(record).map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))
+    let mut bytes = pyjson::to_vec(record)
+        .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
+    bytes.shrink_to_fit();
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_hand_off_is_rejected_with_the_field_named_though_its_outputs_stay_raw() {
+        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": "one", "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": 1}], "status_reason": "", "id": "port:a"}, "outputs_form": "python"}"#;
+        let err = NormalizeRequest::decode(body).unwrap_err();
+        assert!(err.detail.contains("job.version"), "{}", err.detail);
+        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": 1,}], "status_reason": "", "id": "port:a"}}"#;
+        let err = NormalizeRequest::decode(body).unwrap_err();
+        assert_eq!(err.kind, RejectKind::MalformedJson, "{}", err.detail);
+    }
 
     #[test]
     fn an_order_key_reads_in_both_formats_and_orders_by_version_and_phase_only() {

@@ -76,7 +76,13 @@ impl RecordCache {
         }
     }
 
-    fn put(&mut self, key: String, stored: Option<Stored>) {
+    fn put(&mut self, mut key: String, mut stored: Option<Stored>) {
+        // Encoders grow their buffers by doubling, so a record may hold up to twice its
+        // bytes: kept, that slack would be memory the bound does not see.
+        key.shrink_to_fit();
+        if let Some(stored) = &mut stored {
+            stored.value.shrink_to_fit();
+        }
         let size = cost(&key, stored.as_ref());
         if size > self.limit {
             self.remove(&key);
