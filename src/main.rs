@@ -61,7 +61,7 @@ enum Command {
 
 /// jemalloc instead of glibc's malloc: about a fifth less CPU per message, since records
 /// and hand-offs of tens of KiB cost glibc fresh pages (and their faults) again and again.
-/// Measured in docs/SCALING.md ("Memory and the allocator").
+/// Measured in docs/SCALING.md ("Outputs as text, and jemalloc").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
