@@ -63,6 +63,18 @@ pub fn print_time_split(text: &str) {
             retries("guess"),
             retries("conflict"),
         );
+        let step = |name: &str| {
+            let extra = format!("step=\"{name}\"");
+            quantiles("heat_pipeline_step_seconds_bucket", &extra)
+        };
+        println!(
+            "  {:<9} steps: waiting for the resource's turn {}; store {}; hand-off confirmed {}; ack {}",
+            "",
+            step("turn"),
+            step("store"),
+            step("handoff"),
+            step("ack"),
+        );
     }
 }
 

@@ -18,7 +18,7 @@ use crate::plan::{Decision, Lineage, Outcome, Snapshot};
 use crate::stages::{Stage, StageName};
 use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
-    EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StoreRetried,
+    EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StepTook, StoreRetried,
 };
 use crate::telemetry::trace::TraceParent;
 
@@ -93,7 +93,9 @@ async fn process<S: Stage>(
     span.record("id", job.resource_id.as_str());
     span.record("version", job.version);
 
+    let mut step = StepClock::start(stage.name());
     turn.wait().await;
+    step.lap("turn");
     let lineage = Lineage {
         written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         trace_id: trace.trace_id.clone(),
@@ -102,6 +104,7 @@ async fn process<S: Stage>(
         Ok(decision) => decision,
         Err(rejection) => return dead_letter(worker, session, delivery, &rejection, started).await,
     };
+    step.lap("store");
     // The store has the result: the next message of this resource may go.
     drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
@@ -114,8 +117,10 @@ async fn process<S: Stage>(
                 properties,
             )
             .await?;
+        step.lap("handoff");
     }
     session.ack(delivery).await?;
+    step.lap("ack");
     if stage.name() == StageName::Wrap && decision.outcome == Outcome::Written {
         if let Some(age) = age_since_publish(delivery) {
             EndToEnd { age }.emit();
@@ -312,6 +317,32 @@ fn incoming_trace(delivery: &Delivery) -> TraceParent {
     header_str(delivery.properties.headers().as_ref(), "traceparent")
         .and_then(|h| TraceParent::parse(&h))
         .unwrap_or_else(TraceParent::start)
+}
+
+/// Times the steps of one delivery one after another, each lap emitted as [`StepTook`].
+struct StepClock {
+    stage: StageName,
+    since: Instant,
+}
+
+impl StepClock {
+    fn start(stage: StageName) -> StepClock {
+        StepClock {
+            stage,
+            since: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        StepTook {
+            stage: self.stage,
+            step,
+            took: now - self.since,
+        }
+        .emit();
+        self.since = now;
+    }
 }
 
 /// Time since the input was published, from the `x-published-at-ms` header that

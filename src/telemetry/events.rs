@@ -26,6 +26,11 @@ pub(super) fn describe() {
         "Time from delivery to ack, by stage."
     );
     describe_histogram!(
+        "heat_pipeline_step_seconds",
+        Unit::Seconds,
+        "Time of one step of a delivery, by stage and step (turn: waiting for the resource's earlier message; store: the etcd work with its retries; handoff: the publish and its confirm; ack)."
+    );
+    describe_histogram!(
         "heat_pipeline_etcd_request_seconds",
         Unit::Seconds,
         "etcd transaction time, by stage and operation (read, commit)."
@@ -193,6 +198,22 @@ pub struct EtcdRequest {
 impl EtcdRequest {
     pub fn emit(self) {
         histogram!("heat_pipeline_etcd_request_seconds", "stage" => self.stage.as_str(), "op" => self.op)
+            .record(self.took.as_secs_f64());
+    }
+}
+
+/// One step of a delivery, timed, so that a slow tail of `heat_pipeline_processing_seconds`
+/// can be placed: waiting for the resource's earlier message (`turn`), the etcd work with its
+/// retries (`store`), the hand-off's publisher confirm (`handoff`), or the ack (`ack`).
+pub struct StepTook {
+    pub stage: StageName,
+    pub step: &'static str,
+    pub took: Duration,
+}
+
+impl StepTook {
+    pub fn emit(self) {
+        histogram!("heat_pipeline_step_seconds", "stage" => self.stage.as_str(), "step" => self.step)
             .record(self.took.as_secs_f64());
     }
 }
