@@ -24,6 +24,10 @@ pub struct Outputs(Box<RawValue>);
 
 /// The form a hand-off's outputs are written in. Hand-offs of a capture or normalize that
 /// predates [`Outputs`] carry none (serde_json's compact form), and are re-encoded.
+///
+/// The mark is trusted, as the rest of a hand-off is: only this pipeline's stages publish
+/// to the stage queues. What is checked is what can be checked in one pass (the text is
+/// JSON and printable ASCII); number formatting is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputsForm {
