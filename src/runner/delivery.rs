@@ -199,14 +199,17 @@ async fn apply<S: Stage>(
             if decision.writes.is_empty() && !guessed {
                 return Ok(decision);
             }
-            match store.commit(snapshot, decision.writes.clone()).await {
-                Ok(Commit::Applied { revision }) => {
-                    let writes = stage.anticipate(input, std::mem::take(&mut decision.writes));
+            match store
+                .commit(snapshot, std::mem::take(&mut decision.writes))
+                .await
+            {
+                Ok((Commit::Applied { revision }, writes)) => {
+                    let writes = stage.anticipate(input, writes);
                     let mut cache = worker.cache.lock().expect("not poisoned");
                     cache.applied(writes, revision);
                     return Ok(decision);
                 }
-                Ok(Commit::Changed(found)) => {
+                Ok((Commit::Changed(found), _)) => {
                     learn(&found);
                     StoreRetried {
                         stage: stage.name(),

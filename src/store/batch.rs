@@ -39,7 +39,17 @@ struct ReadRequest {
 struct CommitRequest {
     snapshot: Snapshot,
     writes: Vec<Write>,
-    reply: oneshot::Sender<Result<Commit<Snapshot>, StepError>>,
+    reply: oneshot::Sender<CommitAnswer>,
+}
+
+/// A batched commit's answer, with the writes handed back: the caller keeps what it
+/// committed (for its cache) without copying every record before the commit.
+pub type CommitAnswer = Result<(Commit<Snapshot>, Vec<Write>), StepError>;
+
+impl CommitRequest {
+    fn answer(self, result: Result<Commit<Snapshot>, StepError>) {
+        let _ = self.reply.send(result.map(|commit| (commit, self.writes)));
+    }
 }
 
 impl BatchedStore {
@@ -64,11 +74,7 @@ impl BatchedStore {
 
     /// Applies `writes` if the keys still hold what `snapshot` says; otherwise returns
     /// them as they stand.
-    pub async fn commit(
-        &self,
-        snapshot: Snapshot,
-        writes: Vec<Write>,
-    ) -> Result<Commit<Snapshot>, StepError> {
+    pub async fn commit(&self, snapshot: Snapshot, writes: Vec<Write>) -> CommitAnswer {
         let (reply, answer) = oneshot::channel();
         let request = CommitRequest {
             snapshot,
@@ -209,7 +215,7 @@ async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
         match store.commit_all(&decisions).await {
             Ok(Commit::Applied { revision }) => {
                 for request in pending {
-                    let _ = request.reply.send(Ok(Commit::Applied { revision }));
+                    request.answer(Ok(Commit::Applied { revision }));
                 }
                 return;
             }
@@ -224,19 +230,19 @@ async fn commit_batch(store: &Store, batch: Vec<CommitRequest>) {
                     std::mem::swap(&mut held, &mut changed);
                 }
                 for (request, found) in changed {
-                    let _ = request.reply.send(Ok(Commit::Changed(found)));
+                    request.answer(Ok(Commit::Changed(found)));
                 }
                 pending = held.into_iter().map(|(request, _)| request).collect();
             }
             Err(error) if pending.len() == 1 => {
                 let request = pending.pop().expect("one request");
-                let _ = request.reply.send(Err(error));
+                request.answer(Err(error));
                 return;
             }
             Err(_) => {
                 let alone = pending.into_iter().map(|request| async move {
                     let result = store.commit(&request.snapshot, &request.writes).await;
-                    let _ = request.reply.send(result);
+                    request.answer(result);
                 });
                 futures_util::future::join_all(alone).await;
                 return;

@@ -102,7 +102,10 @@ async fn a_batch_answers_each_decision_on_its_own() {
         let batched = batched.clone();
         async move {
             let result = batched.commit(absent(key), vec![put(key, b"new")]).await;
-            (key.clone(), result.expect("etcd answers"))
+            let (commit, writes) = result.expect("etcd answers");
+            // The writes come back, whatever the outcome, for the caller's cache.
+            assert_eq!(writes, vec![put(key, b"new")], "{key}");
+            (key.clone(), commit)
         }
     });
     let results = futures_util::future::join_all(commits).await;
