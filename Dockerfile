@@ -54,8 +54,9 @@ RUN apt-get update \
 WORKDIR /build
 
 # Build the dependencies against a dummy crate first, so this layer is reused
-# as long as Cargo.toml and Cargo.lock do not change.
+# as long as Cargo.toml, Cargo.lock and the vendored crates do not change.
 COPY Cargo.toml Cargo.lock ./
+COPY vendor ./vendor
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

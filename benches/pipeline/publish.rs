@@ -39,7 +39,7 @@ pub async fn publish(
         }
         channel
             .basic_publish(
-                topology.exchange().into(),
+                topology.input_exchange().into(),
                 StageName::Capture.routing_key().into(),
                 options,
                 &message.body,

@@ -28,9 +28,26 @@ impl Topology {
         }
     }
 
-    /// The exchange upstream publishes to, and the stages hand off through.
-    pub fn exchange(&self) -> &str {
+    /// The input exchange: the only one upstream may write to (design section 4). Only the
+    /// capture queue is bound to it, so whatever routing key upstream sets, its message
+    /// reaches capture or nowhere.
+    pub fn input_exchange(&self) -> &str {
         &self.name
+    }
+
+    /// The pipeline's own exchange: hand-offs, replays and re-drives go through it. Upstream
+    /// has no write permission on it (docs/SECURITY.md), so what arrives through it was
+    /// published by the pipeline; a stage may trust its headers (not its body: that is
+    /// decoded as strictly as input).
+    pub fn handoff_exchange(&self) -> String {
+        format!("{}.handoff", self.name)
+    }
+
+    /// Where the pipeline publishes a message meant for `stage`'s queue: the hand-off
+    /// exchange with the stage's routing key. Never the message's own headers: a dead
+    /// letter's `x-original-routing-key` is a record of the past, not a route.
+    pub fn route(&self, stage: StageName) -> (String, &'static str) {
+        (self.handoff_exchange(), stage.routing_key())
     }
 
     /// Where dead letters go, routed by stage name.
@@ -54,7 +71,7 @@ impl Topology {
             durable: true,
             ..Default::default()
         };
-        for exchange in [self.exchange().to_string(), self.dead_exchange()] {
+        for exchange in self.exchanges() {
             channel
                 .exchange_declare(
                     exchange.into(),
@@ -98,17 +115,55 @@ impl Topology {
             );
             args.insert("x-overflow".into(), long_string("reject-publish"));
             declare_quorum_queue(channel, &queue, args).await?;
+            for exchange in self.sources(stage) {
+                channel
+                    .queue_bind(
+                        queue.as_str().into(),
+                        exchange.into(),
+                        stage.routing_key().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the bindings through which versions before 0.2 handed off, and through which
+    /// upstream could therefore forge a hand-off: the input exchange to the normalize and
+    /// wrap queues. Run once no process older than 0.2 is left (an older process binds them
+    /// again when it connects). Idempotent: unbinding what is not bound is no error.
+    pub async fn seal(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        for stage in [StageName::Normalize, StageName::Wrap] {
             channel
-                .queue_bind(
-                    queue.into(),
-                    self.exchange().into(),
+                .queue_unbind(
+                    self.queue(stage).into(),
+                    self.input_exchange().into(),
                     stage.routing_key().into(),
-                    QueueBindOptions::default(),
                     FieldTable::default(),
                 )
                 .await?;
         }
         Ok(())
+    }
+
+    /// Every exchange of the pipeline.
+    fn exchanges(&self) -> [String; 3] {
+        [
+            self.input_exchange().to_string(),
+            self.handoff_exchange(),
+            self.dead_exchange(),
+        ]
+    }
+
+    /// The exchanges bound to `stage`'s queue: the hand-off exchange, and for capture also
+    /// the input exchange.
+    fn sources(&self, stage: StageName) -> Vec<String> {
+        match stage {
+            StageName::Capture => vec![self.input_exchange().to_string(), self.handoff_exchange()],
+            _ => vec![self.handoff_exchange()],
+        }
     }
 }
 
@@ -124,7 +179,7 @@ impl Topology {
                     .await;
             }
         }
-        for exchange in [self.exchange().to_string(), self.dead_exchange()] {
+        for exchange in self.exchanges() {
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                 .await;
@@ -156,5 +211,11 @@ mod tests {
         assert_eq!(t.queue(StageName::Wrap), "hp.wrap");
         assert_eq!(t.dead_queue(StageName::Capture), "hp.capture.dead");
         assert_eq!(t.dead_exchange(), "hp.dead");
+        assert_eq!(
+            t.route(StageName::Wrap),
+            ("hp.handoff".into(), "stage.wrap")
+        );
+        assert_eq!(t.sources(StageName::Wrap), ["hp.handoff"]);
+        assert_eq!(t.sources(StageName::Capture), ["hp", "hp.handoff"]);
     }
 }

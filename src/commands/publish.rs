@@ -53,7 +53,7 @@ pub(crate) async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Re
     println!(
         "{confirmed} of {} message(s) confirmed by the broker (exchange {})",
         documents.len(),
-        settings.topology().exchange()
+        settings.topology().input_exchange()
     );
     if confirmed != documents.len() {
         bail!("not every message was confirmed");

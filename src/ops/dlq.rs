@@ -176,12 +176,11 @@ pub async fn replay_where(
     let others: Vec<Delivery> = others.into_iter().map(|(_, d)| d).collect();
     let mut replayed = Vec::new();
     for (n, (i, delivery)) in chosen.iter().enumerate() {
-        let headers = delivery.properties.headers().as_ref();
+        let (exchange, routing_key) = topology.route(stage);
         let target = Replayed {
             info: describe(i + 1, &delivery.properties, &delivery.data),
-            exchange: topology.exchange().to_string(),
-            routing_key: header_str(headers, "x-original-routing-key")
-                .unwrap_or_else(|| stage.routing_key().to_string()),
+            exchange,
+            routing_key: routing_key.to_string(),
         };
         if !dry_run {
             let sent = amqp::publish_confirmed(

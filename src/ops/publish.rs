@@ -97,7 +97,7 @@ pub async fn publish(
     for document in documents {
         amqp::publish_confirmed(
             &channel,
-            topology.exchange(),
+            topology.input_exchange(),
             StageName::Capture.routing_key(),
             &document.body,
             input_properties(),

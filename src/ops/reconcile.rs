@@ -270,14 +270,9 @@ async fn publish(
     );
     headers.insert("x-reconciled".into(), amqp::long_string("true"));
     properties = properties.with_headers(headers);
-    let sent = amqp::publish_confirmed(
-        &channel,
-        topology.exchange(),
-        redrive.stage.routing_key(),
-        &redrive.body,
-        properties,
-    )
-    .await;
+    let (exchange, routing_key) = topology.route(redrive.stage);
+    let sent =
+        amqp::publish_confirmed(&channel, &exchange, routing_key, &redrive.body, properties).await;
     let _ = connection.close(200, "done".into()).await;
     sent
 }

@@ -152,7 +152,7 @@ pub async fn status(
     let read = read_stages(&connection, topology).await;
     let _ = connection.close(200, "done".into()).await;
     Ok(PipelineStatus {
-        pipeline: topology.exchange().to_string(),
+        pipeline: topology.input_exchange().to_string(),
         broker: node.to_string(),
         stages: read?,
     })

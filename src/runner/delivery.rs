@@ -109,13 +109,9 @@ async fn process<S: Stage>(
     drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
         let properties = forwarded_properties(delivery, trace);
+        let (exchange, routing_key) = worker.pipeline.topology.route(next);
         session
-            .publish(
-                worker.pipeline.topology.exchange(),
-                next.routing_key(),
-                body,
-                properties,
-            )
+            .publish(&exchange, routing_key, body, properties)
             .await?;
         step.lap("handoff");
     }

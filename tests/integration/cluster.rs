@@ -214,7 +214,7 @@ async fn publish_stream(
             let (_, c) = channel.as_ref().unwrap();
             let published = amqp::publish_confirmed(
                 c,
-                topology.exchange(),
+                topology.input_exchange(),
                 StageName::Capture.routing_key(),
                 body,
                 input_properties(),

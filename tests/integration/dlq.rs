@@ -161,7 +161,7 @@ async fn a_message_over_the_delivery_limit_shows_as_exhausted_retries() {
     assert_eq!(letter.original_routing_key.as_deref(), Some("heat.result"));
     assert_eq!(
         letter.original_exchange.as_deref(),
-        Some(pipeline.topology.exchange())
+        Some(pipeline.topology.input_exchange())
     );
     assert!(letter.first_failed_at.is_some(), "{letter:?}");
     assert_eq!(letter.attempts, None, "not in the message");
@@ -252,7 +252,7 @@ async fn a_replayed_valid_message_is_processed() {
         ("x-error-reason", long_string("invalid_message: a bug")),
         (
             "x-original-exchange",
-            long_string(pipeline.topology.exchange()),
+            long_string(pipeline.topology.input_exchange()),
         ),
         ("x-original-routing-key", long_string("heat.result")),
         ("x-attempts", AMQPValue::LongLongInt(20)),

@@ -197,7 +197,7 @@ async fn the_trace_context_follows_a_result_through_three_processes_in_json_logs
     );
     amqp::publish_confirmed(
         &pipeline.channel,
-        pipeline.topology.exchange(),
+        pipeline.topology.input_exchange(),
         StageName::Capture.routing_key(),
         SEED_INPUT,
         input_properties().with_headers(headers),

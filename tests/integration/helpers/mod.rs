@@ -187,15 +187,25 @@ impl TestPipeline {
 
     /// Publishes a body as upstream does.
     pub async fn publish(&self, body: &[u8]) {
-        self.publish_to(StageName::Capture, body).await;
-    }
-
-    /// Publishes a body straight onto a stage's queue (to test its decoding).
-    pub async fn publish_to(&self, stage: StageName, body: &[u8]) {
         amqp::publish_confirmed(
             &self.channel,
-            self.topology.exchange(),
-            stage.routing_key(),
+            self.topology.input_exchange(),
+            StageName::Capture.routing_key(),
+            body,
+            input_properties(),
+        )
+        .await
+        .expect("publish");
+    }
+
+    /// Publishes a body straight onto a stage's queue, as the pipeline would (to test its
+    /// decoding).
+    pub async fn publish_to(&self, stage: StageName, body: &[u8]) {
+        let (exchange, routing_key) = self.topology.route(stage);
+        amqp::publish_confirmed(
+            &self.channel,
+            &exchange,
+            routing_key,
             body,
             input_properties(),
         )
