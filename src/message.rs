@@ -62,7 +62,9 @@ impl Job {
         self.version <= 1
     }
 
-    /// Refuses values that would produce a wrong or ambiguous etcd key.
+    /// Refuses values that would produce a wrong, ambiguous or unusable etcd key, and a
+    /// version no reader can hold: each a permanent rejection, never a retry (etcd refuses
+    /// an oversized key on every attempt).
     pub(crate) fn validate(&self) -> Result<(), Rejection> {
         let path = self.path();
         for (name, value) in [
@@ -70,17 +72,62 @@ impl Job {
             ("job.resource_path", &*path),
             ("job.resource_id", self.resource_id.as_str()),
         ] {
-            if value.is_empty() {
-                return Err(Rejection::invalid(format!("{name} is empty")));
-            }
-            if value.contains('/') || value.chars().any(char::is_control) {
-                return Err(Rejection::invalid(format!(
-                    "{name} {value:?} contains '/' or a control character"
-                )));
-            }
+            check_key_segment(value).map_err(|why| Rejection::invalid(format!("{name} {why}")))?;
+        }
+        if self.version > MAX_VERSION {
+            return Err(Rejection::invalid(format!(
+                "job.version {} is over the largest version, {MAX_VERSION}",
+                self.version
+            )));
         }
         Ok(())
     }
+}
+
+/// The longest key segment (`resource_type`, `resource_path`, `resource_id`), in bytes: a
+/// UUID is 36, a Heat name at most 255. A longer one is refused before any etcd request
+/// (etcd would refuse a 1 MB key on every retry).
+pub const MAX_KEY_SEGMENT_BYTES: usize = 255;
+
+/// The largest `version`: 2^53 - 1, the largest integer that every JSON reader keeps exact
+/// (JavaScript's and other readers that parse numbers as IEEE doubles). `/state` readers
+/// compare versions, so one they would round is refused.
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
+
+/// Why `segment` cannot be one segment of an etcd key, if it cannot. Beyond `/` (which
+/// would move the record to another resource's key), `.` and `..` read as paths to tools
+/// that map keys to files or URLs, and control and bidirectional-override characters make
+/// a key that prints as another one.
+fn check_key_segment(segment: &str) -> Result<(), String> {
+    // Quoted with `escape_debug` and cut: the reason goes into a header and a log line.
+    let shown = || {
+        let cut: String = segment.chars().take(64).collect();
+        let more = if cut.len() < segment.len() { "..." } else { "" };
+        format!("\"{}\"{more}", cut.escape_debug())
+    };
+    if segment.is_empty() {
+        Err("is empty".to_string())
+    } else if segment.len() > MAX_KEY_SEGMENT_BYTES {
+        Err(format!(
+            "is {} bytes, over the {MAX_KEY_SEGMENT_BYTES}-byte limit of a key segment",
+            segment.len()
+        ))
+    } else if segment == "." || segment == ".." {
+        Err(format!("{} is not a usable key segment", shown()))
+    } else if segment.contains('/') || segment.chars().any(|c| c.is_control() || is_bidi(c)) {
+        Err(format!(
+            "{} contains '/', a control character or a bidirectional-text control",
+            shown()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Unicode's bidirectional formatting characters (marks, embeddings, overrides and
+/// isolates): they reorder how the text around them is displayed.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The fields of Heat's stack-show body that the records use.
@@ -310,6 +357,51 @@ mod tests {
             assert_eq!(r.kind, *kind, "{r} for {}", String::from_utf8_lossy(body));
             assert!(r.detail.contains(needle), "{r:?} should mention {needle:?}");
         }
+    }
+
+    fn with_id(id: &str, version: u64) -> Vec<u8> {
+        serde_json::to_vec(
+            &serde_json::json!({"job": {"action": "delete", "resource_type": "port",
+            "resource_id": id, "version": version, "tenant_id": "t"}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn key_segments_are_bounded_and_plain() {
+        assert!(HeatResult::decode(&with_id(&"a".repeat(MAX_KEY_SEGMENT_BYTES), 1)).is_ok());
+        let long = rejection(&with_id(&"a".repeat(1_200_000), 1));
+        assert_eq!(long.kind, RejectKind::InvalidMessage);
+        assert!(long.detail.contains("1200000 bytes"), "{long}");
+        assert!(
+            long.detail.len() < 200,
+            "the reason does not echo the value"
+        );
+        for bad in [
+            ".",
+            "..",
+            "a\nb",
+            "a\u{1b}[2Jb",
+            "\u{202E}gnp.exe",
+            "a\u{2066}b",
+        ] {
+            let r = rejection(&with_id(bad, 1));
+            assert_eq!(r.kind, RejectKind::InvalidMessage, "{bad:?}");
+            assert!(r.detail.starts_with("job.resource_id"), "{r}");
+            assert!(
+                !r.detail.contains(['\n', '\u{1b}', '\u{202E}', '\u{2066}']),
+                "{r:?}"
+            );
+        }
+        // Dots inside a segment are ordinary.
+        assert!(HeatResult::decode(&with_id("a.b..c", 1)).is_ok());
+    }
+
+    #[test]
+    fn a_version_has_an_upper_bound() {
+        assert!(HeatResult::decode(&with_id("a", MAX_VERSION)).is_ok());
+        let r = rejection(&with_id("a", MAX_VERSION + 1));
+        assert!(r.detail.contains("job.version"), "{r}");
     }
 
     #[test]

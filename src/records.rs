@@ -152,8 +152,9 @@ pub struct WrapRequest {
     pub outputs_form: Option<OutputsForm>,
 }
 
-/// A message from the previous stage: it carries the job, which is validated as strictly as
-/// capture validated it, since its fields become keys.
+/// A message from the previous stage, decoded as strictly as input (design section 4): it
+/// carries the job, which is validated as capture validated it, since its fields become
+/// keys, and duplicate keys are refused as they are in input.
 pub trait Handoff: serde::de::DeserializeOwned {
     fn job(&self) -> &Job;
 
@@ -166,6 +167,9 @@ pub trait Handoff: serde::de::DeserializeOwned {
     /// form, and they are encoded again.
     fn decode(body: &[u8]) -> Result<Self, Rejection> {
         let mut request: Self = crate::message::decode_json(body)?;
+        if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
+            return Err(Rejection::invalid(duplicate));
+        }
         request.job().validate()?;
         let (outputs, form) = request.outputs();
         outputs.ensure_python_form(form)?;
@@ -217,6 +221,14 @@ mod tests {
         let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": 1,}], "status_reason": "", "id": "port:a"}}"#;
         let err = NormalizeRequest::decode(body).unwrap_err();
         assert_eq!(err.kind, RejectKind::MalformedJson, "{}", err.detail);
+    }
+
+    #[test]
+    fn a_hand_off_with_a_duplicate_key_is_rejected_as_input_would_be() {
+        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "version": 99, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [], "status_reason": "", "id": "port:a"}}"#;
+        let err = NormalizeRequest::decode(body).unwrap_err();
+        assert_eq!(err.kind, RejectKind::InvalidMessage);
+        assert!(err.detail.contains("version"), "{}", err.detail);
     }
 
     #[test]

@@ -35,12 +35,6 @@ pub enum UrlError {
 /// times two.
 pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
-/// AMQP frame size when the URL sets none (the broker's default is 128 KiB). lapin keeps a
-/// send and a receive buffer of 32 frames each, for the life of the connection: 4 MiB each
-/// at 128 KiB, 1 MiB at this size. A larger body is split into more frames, which costs
-/// nothing measurable.
-pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
-
 /// How to reach RabbitMQ: the URL of each node (`AMQP_URL`, comma-separated for a
 /// cluster), a password that replaces the URLs' (`AMQP_PASSWORD_FILE`) and, for `amqps://`,
 /// the CA and client certificate. It prints (with `{}` and `{:?}`) as the URLs with their
@@ -140,7 +134,10 @@ impl AmqpConfig {
             });
         }
         uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
-        uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+        // No frame size of our own: a message's properties travel in one frame, and the
+        // broker takes properties up to its own frame_max from upstream. A smaller size here
+        // made every large-header message a frame error that killed the connection (and its
+        // neighbours' deliveries with it), so the broker's offer stands.
         Ok(Node {
             uri,
             shown: redact_url(url),
@@ -344,12 +341,12 @@ mod tests {
     }
 
     #[test]
-    fn a_heartbeat_and_a_frame_size_are_set_unless_the_url_sets_them() {
+    fn a_heartbeat_is_set_unless_the_url_sets_one_and_the_frame_size_is_the_brokers() {
         let nodes = AmqpConfig::new("amqp://h/,amqp://h2/?heartbeat=3&frame_max=131072")
             .nodes()
             .unwrap();
         assert_eq!(nodes[0].uri.query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
-        assert_eq!(nodes[0].uri.query.frame_max, Some(DEFAULT_FRAME_MAX));
+        assert_eq!(nodes[0].uri.query.frame_max, None);
         assert_eq!(nodes[1].uri.query.heartbeat, Some(3));
         assert_eq!(nodes[1].uri.query.frame_max, Some(131_072));
     }
