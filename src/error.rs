@@ -48,15 +48,47 @@ pub struct Rejection {
     pub detail: String,
 }
 
+/// The longest rejection, kind and detail together, in bytes: it becomes a dead letter's
+/// `x-error-reason` header and a log line, and a detail that quotes its input (a decoder's
+/// error, say) must not carry a whole hostile message into either. A longer detail is cut
+/// at a character boundary and ends with `...`.
+pub const MAX_REASON_BYTES: usize = 1024;
+
 impl Rejection {
     pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
-        Rejection {
-            kind,
-            detail: detail.into(),
+        let mut detail = detail.into();
+        let room = MAX_REASON_BYTES - kind.as_str().len() - ": ".len();
+        if detail.len() > room {
+            let mut end = room - "...".len();
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+            detail.push_str("...");
         }
+        Rejection { kind, detail }
     }
 
     pub fn invalid(detail: impl Into<String>) -> Self {
         Rejection::new(RejectKind::InvalidMessage, detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_capped_whole_at_a_character_boundary() {
+        let long = "é".repeat(4_000);
+        let rejection = Rejection::invalid(long);
+        let reason = rejection.to_string();
+        assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+        assert!(reason.len() > MAX_REASON_BYTES - 4, "{}", reason.len());
+        assert!(reason.ends_with("..."));
+        assert_eq!(
+            Rejection::invalid("short").to_string(),
+            "invalid_message: short"
+        );
     }
 }

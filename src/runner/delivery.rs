@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::message::Delivery;
-use lapin::types::{AMQPValue, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
 
 use super::acks::BatcherStopped;
+use super::headers;
 use super::link::SessionLink;
 use super::sequencer::Turn;
 use super::worker::{store_backoff, Worker};
-use crate::amqp::{header_str, long_string, PublishError};
+use crate::amqp::{header_str, PublishError};
 use crate::error::Rejection;
 use crate::plan::{Decision, Lineage, Outcome, Snapshot};
 use crate::stages::{Stage, StageName};
@@ -53,7 +53,7 @@ pub(super) async fn handle<S: Stage>(
         "message",
         stage = %worker.stage.name(),
         trace_id = %trace.trace_id,
-        message_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
+        message_id = ?delivery.properties.message_id().as_ref().map(|id| id.as_str()),
         tag = delivery.delivery_tag,
         redelivered = delivery.redelivered,
         path = tracing::field::Empty,
@@ -84,7 +84,7 @@ async fn process<S: Stage>(
     let (input, mut turn) = match work {
         Work::Step(input, turn) => (input, turn),
         Work::Reject(rejection) => {
-            return dead_letter(worker, session, delivery, &rejection, started).await
+            return dead_letter(worker, session, delivery, &rejection, trace, started).await
         }
     };
     let job = stage.job(&input);
@@ -102,7 +102,9 @@ async fn process<S: Stage>(
     };
     let decision = match apply(worker, &input, &lineage).await {
         Ok(decision) => decision,
-        Err(rejection) => return dead_letter(worker, session, delivery, &rejection, started).await,
+        Err(rejection) => {
+            return dead_letter(worker, session, delivery, &rejection, trace, started).await
+        }
     };
     step.lap("store");
     // The store has the result: the next message of this resource may go.
@@ -165,10 +167,10 @@ async fn apply<S: Stage>(
     let reads = stage.reads(input);
     let learn = |snapshot: &Snapshot| worker.cache.lock().expect("not poisoned").learn(snapshot);
     let read = || async {
-        let snapshot = store
-            .read(reads.clone())
-            .await
-            .map_err(|e| backoff::Error::transient(StepError::from(e)))?;
+        let snapshot = store.read(reads.clone()).await.map_err(|e| match e {
+            StepError::Rejected(_) => backoff::Error::permanent(e),
+            StepError::Transient(_) => backoff::Error::transient(e),
+        })?;
         learn(&snapshot);
         Ok::<_, backoff::Error<StepError>>(snapshot)
     };
@@ -252,40 +254,20 @@ async fn dead_letter<S: Stage>(
     session: &SessionLink,
     delivery: &Delivery,
     rejection: &Rejection,
+    trace: &TraceParent,
     started: Instant,
 ) -> Result<(), Fault> {
-    let now = long_string(&humantime::format_rfc3339_millis(SystemTime::now()).to_string());
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    let attempts = match headers.inner().get(&ShortString::from("x-delivery-count")) {
-        Some(AMQPValue::LongLongInt(n)) => n + 1,
-        Some(AMQPValue::LongInt(n)) => i64::from(*n) + 1,
-        _ => 1,
+    let topology = &worker.pipeline.topology;
+    let failure = headers::Failure {
+        stage: worker.stage.name(),
+        rejection,
+        trusted: delivery.exchange.as_str() == topology.handoff_exchange(),
     };
-    if !headers.contains_key("x-first-failed-at") {
-        headers.insert("x-first-failed-at".into(), now.clone());
-    }
-    for (name, value) in [
-        ("x-stage", long_string(worker.stage.name().as_str())),
-        ("x-error-kind", long_string("permanent")),
-        ("x-error-class", long_string(rejection.kind.as_str())),
-        ("x-error-reason", long_string(&rejection.to_string())),
-        ("x-last-failed-at", now),
-        ("x-attempts", AMQPValue::LongLongInt(attempts)),
-        (
-            "x-original-exchange",
-            long_string(delivery.exchange.as_str()),
-        ),
-        (
-            "x-original-routing-key",
-            long_string(delivery.routing_key.as_str()),
-        ),
-    ] {
-        headers.insert(name.into(), value);
-    }
+    let headers = headers::dead_letter(delivery, trace, failure);
     let properties = copy_identity(delivery, BasicProperties::default()).with_headers(headers);
     session
         .publish(
-            &worker.pipeline.topology.dead_exchange(),
+            &topology.dead_exchange(),
             worker.stage.name().as_str(),
             &delivery.data,
             properties,
@@ -301,14 +283,13 @@ async fn dead_letter<S: Stage>(
     Ok(())
 }
 
-/// A hand-off keeps the input's identity and headers (publish time), with the trace
-/// context of this hop, so one Heat result can be followed across the stages.
+/// A hand-off keeps the input's identity, with the trace context of this hop and the
+/// publish time, so one Heat result can be followed across the stages. Only those
+/// headers: see [`headers`].
 fn forwarded_properties(delivery: &Delivery, trace: &TraceParent) -> BasicProperties {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert("traceparent".into(), long_string(&trace.child().header()));
     copy_identity(delivery, BasicProperties::default())
         .with_content_type("application/json".into())
-        .with_headers(headers)
+        .with_headers(headers::handoff(delivery, trace))
 }
 
 /// The trace this delivery belongs to; a new one if upstream sent none (or a bad one).
@@ -347,15 +328,7 @@ impl StepClock {
 /// Time since the input was published, from the `x-published-at-ms` header that
 /// `heat-pipeline publish` (and a well-behaved upstream) sets.
 fn age_since_publish(delivery: &Delivery) -> Option<Duration> {
-    let headers = delivery.properties.headers().as_ref()?;
-    let published = match headers
-        .inner()
-        .get(&ShortString::from("x-published-at-ms"))?
-    {
-        AMQPValue::LongLongInt(ms) => u64::try_from(*ms).ok()?,
-        AMQPValue::LongUInt(ms) => u64::from(*ms),
-        _ => return None,
-    };
+    let published = u64::try_from(headers::published_at(delivery)?).ok()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()?

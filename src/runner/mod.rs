@@ -13,6 +13,7 @@ mod acks;
 mod cache;
 mod connection;
 mod delivery;
+mod headers;
 mod link;
 mod sequencer;
 mod session;

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use super::acks::Acks;
 use super::delivery::{self, Work};
+use super::headers;
 use super::link::SessionLink;
 use super::worker::{Pipeline, Worker};
 use crate::amqp::{self, Node};
@@ -134,6 +135,7 @@ impl Session {
         };
 
         let session = self;
+        let max_body = headers::max_body_bytes(pipeline.options.max_request_bytes);
         let tasks = TaskTracker::new();
         let mut health_check = tokio::time::interval(HEALTH_CHECK);
         let end = loop {
@@ -148,7 +150,8 @@ impl Session {
                     Some(Ok(message)) => {
                         // Decoded here, in delivery order, so that each resource's turn is
                         // taken in that order.
-                        let work = match worker.stage.decode(&message.data) {
+                        let admitted = headers::admit(&message, max_body);
+                        let work = match admitted.and_then(|()| worker.stage.decode(&message.data)) {
                             Ok(input) => {
                                 let job = worker.stage.job(&input);
                                 let key = format!("{}/{}", job.path(), job.resource_id);

@@ -33,7 +33,7 @@ pub struct BatchedStore {
 
 struct ReadRequest {
     keys: Vec<String>,
-    reply: oneshot::Sender<Result<Snapshot, Transient>>,
+    reply: oneshot::Sender<Result<Snapshot, StepError>>,
 }
 
 struct CommitRequest {
@@ -63,7 +63,7 @@ impl BatchedStore {
         BatchedStore { reads, commits }
     }
 
-    pub async fn read(&self, keys: Vec<String>) -> Result<Snapshot, Transient> {
+    pub async fn read(&self, keys: Vec<String>) -> Result<Snapshot, StepError> {
         let (reply, answer) = oneshot::channel();
         self.reads
             .send(ReadRequest { keys, reply })
@@ -183,7 +183,9 @@ async fn commit_loop(
     .await;
 }
 
-/// One transaction of range requests for the whole batch; an error goes to every request.
+/// One transaction of range requests for the whole batch. A transient error goes to every
+/// request (all of them wait for etcd alike); a refusal is one request's, so each is then
+/// read alone to find whose it is, and a neighbour's read never fails with it.
 async fn read_batch(store: Store, batch: Vec<ReadRequest>) {
     let key_lists: Vec<&[String]> = batch.iter().map(|r| r.keys.as_slice()).collect();
     match store.read_many(&key_lists).await {
@@ -191,6 +193,18 @@ async fn read_batch(store: Store, batch: Vec<ReadRequest>) {
             for (request, snapshot) in batch.into_iter().zip(snapshots) {
                 let _ = request.reply.send(Ok(snapshot));
             }
+        }
+        Err(StepError::Rejected(_)) if batch.len() > 1 => {
+            let alone = batch.into_iter().map(|request| {
+                let store = &store;
+                async move {
+                    let result = store.read_many(&[request.keys.as_slice()]).await;
+                    let _ = request
+                        .reply
+                        .send(result.map(|mut one| one.pop().expect("one snapshot")));
+                }
+            });
+            futures_util::future::join_all(alone).await;
         }
         Err(error) => {
             for request in batch {

@@ -74,19 +74,19 @@ const TOO_LARGE: &[(Code, &str)] = &[
     (Code::OutOfRange, "Error, encoded message length too large"),
 ];
 
-/// Sorts a failed write into a rejection (the record is too large for etcd) or a
-/// transient error.
-pub(super) fn classify_write_error(error: etcd_client::Error) -> StepError {
+/// Sorts a failed request (`op`: a read or a write) into a rejection (it is too large for
+/// etcd) or a transient error.
+pub(super) fn classify_error(op: &'static str, error: etcd_client::Error) -> StepError {
     if let etcd_client::Error::GRpcStatus(status) = &error {
         let refused = TOO_LARGE
             .iter()
             .any(|(code, text)| status.code() == *code && status.message().starts_with(text));
         if refused {
-            let detail = format!("etcd refused the write: {}", status.message());
+            let detail = format!("etcd refused the {op}: {}", status.message());
             return Rejection::new(RejectKind::RecordTooLarge, detail).into();
         }
     }
-    Transient::request("write", error).into()
+    Transient::request(op, error).into()
 }
 
 #[cfg(test)]
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn only_size_refusals_are_permanent() {
         for (code, text) in TOO_LARGE {
-            let error = classify_write_error(status(*code, &format!("{text} (1 vs 2)")));
+            let error = classify_error("read", status(*code, &format!("{text} (1 vs 2)")));
             assert!(
                 matches!(&error, StepError::Rejected(r) if r.kind == RejectKind::RecordTooLarge),
                 "{error}"
@@ -119,7 +119,7 @@ mod tests {
             ),
             (Code::DeadlineExceeded, "timeout"),
         ] {
-            let error = classify_write_error(status(code, text));
+            let error = classify_error("write", status(code, text));
             assert!(matches!(error, StepError::Transient(_)), "{text}: {error}");
         }
     }

@@ -161,7 +161,9 @@ impl Store {
     ///
     /// Reads are serializable (served by the member, no quorum round trip): a stale read
     /// costs nothing but a retry, because every commit is guarded on the revisions read.
-    pub async fn read_many(&self, key_lists: &[&[String]]) -> Result<Vec<Snapshot>, Transient> {
+    /// etcd's size refusal is a [`StepError::Rejected`], like a write's: a key list no
+    /// retry can make smaller must not be retried forever.
+    pub async fn read_many(&self, key_lists: &[&[String]]) -> Result<Vec<Snapshot>, StepError> {
         let gets = key_lists
             .iter()
             .flat_map(|keys| keys.iter())
@@ -172,11 +174,11 @@ impl Store {
             .clone()
             .txn(Txn::new().and_then(gets))
             .await
-            .map_err(|e| Transient::request("read", e))?;
-        snapshots(
+            .map_err(|e| error::classify_error("read", e))?;
+        Ok(snapshots(
             response.op_responses(),
             key_lists.iter().map(|keys| keys.iter().map(String::as_str)),
-        )
+        )?)
     }
 
     /// Applies `writes` only if every key in `snapshot` is as it was read or guessed;
@@ -225,7 +227,7 @@ impl Store {
             .clone()
             .txn(Txn::new().when(guards).and_then(ops).or_else(reads))
             .await
-            .map_err(error::classify_write_error)?;
+            .map_err(|e| error::classify_error("write", e))?;
         if response.succeeded() {
             // Every key the transaction wrote now has this mod_revision.
             let revision = response.header().map_or(0, |h| h.revision());

@@ -138,7 +138,7 @@ pub struct MessageRejected<'a> {
 
 impl MessageRejected<'_> {
     pub fn emit(self) {
-        tracing::warn!(class = self.rejection.kind.as_str(), reason = %self.rejection.detail, "dead-lettered");
+        tracing::warn!(class = self.rejection.kind.as_str(), reason = ?self.rejection.detail, "dead-lettered");
         let stage = self.stage.as_str();
         counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => "dead_lettered")
             .increment(1);
