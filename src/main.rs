@@ -54,6 +54,9 @@ enum Command {
     Audit(AuditArgs),
     /// Re-drive resources through the stages from their dead letters or stored records.
     Reconcile(ReconcileArgs),
+    /// Remove the input exchange's bindings to the normalize and wrap queues that versions
+    /// before 0.2 made (run once every process is 0.2 or later: docs/OPERATIONS.md).
+    Seal,
     /// Exit 0 if a running process answers 200 on its readiness URL (container healthchecks;
     /// the image has no curl).
     Healthcheck(HealthcheckArgs),
@@ -103,6 +106,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => commands::status::status(settings, args).await,
         Command::Audit(args) => commands::audit::audit(settings, args).await,
         Command::Reconcile(args) => commands::reconcile::reconcile(settings, args).await,
+        Command::Seal => commands::seal::seal(settings).await,
         Command::Healthcheck(args) => commands::healthcheck::healthcheck(args).await,
     }
 }

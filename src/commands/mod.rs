@@ -7,5 +7,6 @@ pub(crate) mod healthcheck;
 pub(crate) mod publish;
 pub(crate) mod reconcile;
 pub(crate) mod run;
+pub(crate) mod seal;
 pub(crate) mod show;
 pub(crate) mod status;

@@ -7,12 +7,14 @@
 
 mod helpers;
 
+mod amqps;
 mod audit;
 mod cache;
 mod cluster;
 mod dlq;
 mod faults;
 mod pipeline;
+mod poison;
 mod processes;
 mod properties;
 mod scale;
@@ -21,3 +23,4 @@ mod status;
 mod store;
 mod telemetry;
 mod tidy;
+mod trust;
