@@ -139,7 +139,7 @@ pub struct Stack {
     #[serde(default)]
     pub stack_status_reason: Option<String>,
     /// Heat's outputs, each kept exactly as it arrived (key order and number text).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::outputs::deserialize_values")]
     pub outputs: Option<Vec<Value>>,
 }
 

@@ -12,7 +12,10 @@
 //! Key order is whatever the value carries: the crate enables serde_json's `preserve_order`,
 //! so objects keep the order in which their keys arrived, and record structs serialize their
 //! fields in declaration order. Numbers keep their source text (`arbitrary_precision`), which
-//! is what lets an integer larger than `u64` pass through unchanged.
+//! is what lets an integer larger than `u64` pass through unchanged. They keep it when a
+//! `Value` is parsed from text, not when one is deserialized out of another `Value`: there
+//! serde_json turns a round integer beyond `u128` into an `f64` (`1e+40`), which is why
+//! capture takes Heat's outputs through [`crate::outputs::deserialize_values`].
 
 use std::io::{self, Write};
 
