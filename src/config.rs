@@ -68,7 +68,8 @@ pub struct Settings {
 
     /// Deliveries of one message before the broker dead-letters it (x-delivery-limit).
     /// Every process of a pipeline must use the same value.
-    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 20, global = true)]
+    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 20, global = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub delivery_limit: u32,
 
     /// File holding the RabbitMQ password; it replaces the password of AMQP_URL.

@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
         let kind = clap::error::ErrorKind::ValueValidation;
         Cli::command().error(kind, error).exit();
     }
-    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
+    init_logging(cli.log_format);
     match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
@@ -112,17 +112,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise, in colour only on a terminal
-/// (a log file or a container's log collector would get escape codes). Only a running stage needs
-/// lapin's own log: a one-shot command reports failures itself, and lapin would add an
-/// ERROR line for every queue a passive declare did not find (`status`, `dlq`).
-fn init_logging(format: LogFormat, running: bool) {
-    let default = if running { "info" } else { "info,lapin=off" };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+/// (a log file or a container's log collector would get escape codes). lapin's own log is
+/// off unless `RUST_LOG` names it (`RUST_LOG=info,lapin=warn`): every failure it reports, the runner and the commands
+/// report once themselves, while lapin repeats each as two or three ERROR lines (and says
+/// "aborting recovery" of a recovery the runner owns).
+fn init_logging(format: LogFormat) {
+    let mut spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !spec.contains("lapin") {
+        spec.push_str(",lapin=off");
+    }
+    let filter = tracing_subscriber::EnvFilter::new(spec);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // A closed or broken log stream (`| head`) is ignored: the default reports the
+        // failed write with `eprintln!`, which panics on that same stream.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -48,6 +48,10 @@ pub enum AppError {
     /// waited for, not an error).
     #[error(transparent)]
     Store(#[from] ConnectError),
+    /// The broker refused the process in a way no retry changes (login, vhost, queue
+    /// arguments): one line that names the setting.
+    #[error(transparent)]
+    Broker(#[from] crate::amqp::Refusal),
     #[error("a stage runner panicked")]
     Panicked(#[source] tokio::task::JoinError),
 }
@@ -127,10 +131,11 @@ impl App {
             options: config.options,
         });
 
+        // The stages stop with the process, or when one of them meets a refusal.
+        let stop = shutdown.child_token();
         let mut stages = JoinSet::new();
         for stage in config.stages {
-            let (keys, pipeline, shutdown) =
-                (config.keys.clone(), pipeline.clone(), shutdown.clone());
+            let (keys, pipeline, shutdown) = (config.keys.clone(), pipeline.clone(), stop.clone());
             match stage {
                 StageName::Capture => {
                     stages.spawn(runner::run(Capture { keys }, pipeline, shutdown))
@@ -141,15 +146,19 @@ impl App {
                 StageName::Wrap => stages.spawn(runner::run(Wrap { keys }, pipeline, shutdown)),
             };
         }
-        let mut panicked = None;
+        let mut failed = None;
         while let Some(result) = stages.join_next().await {
-            if let Err(error) = result {
-                panicked.get_or_insert(error);
-            }
+            let error = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(refusal)) => AppError::Broker(refusal),
+                Err(panic) => AppError::Panicked(panic),
+            };
+            stop.cancel();
+            failed.get_or_insert(error);
         }
         pipeline.connection.close().await;
-        match panicked {
-            Some(error) => Err(AppError::Panicked(error)),
+        match failed {
+            Some(error) => Err(error),
             None => {
                 tracing::info!("stopped cleanly");
                 Ok(())

@@ -26,10 +26,11 @@ use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use tokio_util::sync::CancellationToken;
 
+use crate::amqp::Refusal;
 use crate::stages::Stage;
 use crate::store::BatchedStore;
 use crate::telemetry::events::Reconnected;
-use session::{OpenError, Session, SessionEnd};
+use session::{Loss, OpenError, Session, SessionEnd};
 use worker::Worker;
 
 pub use connection::SharedConnection;
@@ -39,8 +40,14 @@ pub use worker::{Pipeline, RunOptions, DEFAULT_CONCURRENCY};
 /// `amqp::connect::NODE_TIMEOUT`), its channels and the topology.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs `stage` until `shutdown` is cancelled, then drains and returns.
-pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: CancellationToken) {
+/// Runs `stage` until `shutdown` is cancelled, then drains and returns. Before its first
+/// session, a refusal no retry can change (a wrong login, a missing vhost, queues declared
+/// with other arguments) ends it with that [`Refusal`]; later, every failure is retried.
+pub(crate) async fn run<S: Stage>(
+    stage: S,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) -> Result<(), Refusal> {
     let name = stage.name();
     let store = BatchedStore::new(
         pipeline.store.clone(),
@@ -61,7 +68,7 @@ pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: C
     let mut sessions: u64 = 0;
     loop {
         if shutdown.is_cancelled() {
-            return;
+            return Ok(());
         }
         attempt += 1;
         // A broker that accepts TCP but never finishes the handshake must not hang us.
@@ -86,11 +93,22 @@ pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: C
                 let end = session.consume(worker.clone(), &shutdown).await;
                 health.set(false);
                 match end {
-                    SessionEnd::Shutdown => return,
+                    SessionEnd::Shutdown => return Ok(()),
+                    SessionEnd::Lost(Loss::ConsumeRefused(error)) if sessions == 1 => {
+                        if let Some(refusal) = refusal(&pipeline, &error) {
+                            return Err(refusal);
+                        }
+                        tracing::warn!(stage = %name, %error, "cannot consume; reconnecting");
+                    }
                     SessionEnd::Lost(reason) => {
                         tracing::warn!(stage = %name, %reason, "broker session lost; reconnecting");
                     }
                 }
+            }
+            Err(OpenError::Broker(error))
+                if sessions == 0 && refusal(&pipeline, &error).is_some() =>
+            {
+                return Err(refusal(&pipeline, &error).expect("checked"));
             }
             Err(error) => {
                 tracing::warn!(
@@ -104,10 +122,15 @@ pub(crate) async fn run<S: Stage>(stage: S, pipeline: Arc<Pipeline>, shutdown: C
         }
         let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// `error` as a [`Refusal`], if it is one, with the broker shown masked.
+fn refusal(pipeline: &Pipeline, error: &lapin::Error) -> Option<Refusal> {
+    Refusal::of(error, &pipeline.connection.config().redacted_url())
 }
 
 /// Reconnects: quick at first, then at most every 10 s, forever, with jitter so that many

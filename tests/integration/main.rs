@@ -23,4 +23,5 @@ mod status;
 mod store;
 mod telemetry;
 mod tidy;
+mod operator;
 mod trust;

@@ -122,7 +122,12 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 impl Process {
     /// Starts `command` with the stdio it was given.
     pub fn start(command: &mut Command) -> Process {
-        let mut child = command.spawn().expect("start heat-pipeline");
+        Process::adopt(command.spawn().expect("start heat-pipeline"))
+    }
+
+    /// Takes charge of a child the test started itself (having taken what it wanted of its
+    /// pipes); the pipes left are drained.
+    pub fn adopt(mut child: Child) -> Process {
         Process {
             stdout: child.stdout.take().map(drain),
             stderr: child.stderr.take().map(drain),
