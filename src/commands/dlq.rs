@@ -16,12 +16,16 @@ pub(crate) struct DlqArgs {
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
     /// Show a stage's dead letters and why they failed, leaving them in the queue.
+    /// Everything taken from a letter is shown escaped (`\n`, `\xNN`, `\u{NNNN}`).
     List {
         /// capture, normalize or wrap.
         stage: heat_pipeline::stages::StageName,
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// `text`: a block per letter for people; `json`: one JSON object for scripts.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
     },
     /// Send a stage's dead letters back to the stage, with their failure headers removed.
     Replay {
@@ -34,7 +38,8 @@ enum DlqCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Delete all of a stage's dead letters (asks first unless --yes).
+    /// Delete a stage's dead letters: the ones counted when it starts (asks first unless
+    /// --yes); letters arriving meanwhile stay.
     Purge {
         /// capture, normalize or wrap.
         stage: heat_pipeline::stages::StageName,
@@ -42,6 +47,12 @@ enum DlqCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
 }
 
 pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<ExitCode> {
@@ -52,10 +63,21 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
     let topology = settings.topology();
     let broker = || format!("RabbitMQ {url}");
     match args.command {
-        DlqCommand::List { stage, limit } => {
+        DlqCommand::List {
+            stage,
+            limit,
+            format,
+        } => {
             let listing = dlq::list(url, &topology, stage, limit)
                 .await
                 .with_context(broker)?;
+            // The letters' texts are escaped by the library: one line each, nothing a
+            // terminal acts on.
+            if let ListFormat::Json = format {
+                let json = serde_json::to_string(&listing).expect("a listing serializes");
+                println!("{json}");
+                return Ok(ExitCode::SUCCESS);
+            }
             for letter in &listing.letters {
                 println!("{letter}\n");
             }
@@ -90,10 +112,12 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
         }
         DlqCommand::Purge { stage, yes } => {
             let queue = topology.dead_queue(stage);
+            // The purge removes exactly the letters counted here, the ones the operator
+            // agrees to, not those that arrive while the prompt waits.
+            let n = dlq::count(url, &topology, stage)
+                .await
+                .with_context(broker)?;
             if !yes {
-                let n = dlq::count(url, &topology, stage)
-                    .await
-                    .with_context(broker)?;
                 println!("{n} dead letter(s) in {queue} would be purged");
                 if n == 0 {
                     return Ok(ExitCode::SUCCESS);
@@ -108,10 +132,17 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let purged = dlq::purge(url, &topology, stage)
+            let purged = dlq::purge(url, &topology, stage, n)
                 .await
                 .with_context(broker)?;
-            println!("{purged} dead letter(s) purged from {queue}");
+            if purged == n {
+                println!("{purged} dead letter(s) purged from {queue}");
+            } else {
+                println!(
+                    "{purged} of the {n} dead letter(s) counted purged from {queue}; \
+                     the others were gone already"
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
