@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::LongString;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::uri::AMQPScheme;
+use lapin::{Channel, Connection, ConnectionProperties, ErrorKind};
 
 use super::config::{AmqpConfig, Node};
 
@@ -26,6 +27,7 @@ pub async fn connect(broker: &AmqpConfig, role: &str) -> Result<(Connection, Nod
         match tokio::time::timeout(NODE_TIMEOUT, connect_node(broker, &node, role)).await {
             Ok(Ok(connection)) => return Ok((connection, node)),
             Ok(Err(error)) => {
+                let error = explain_tls(broker, &node, error);
                 tracing::debug!(%node, %error, "broker node refused the connection");
                 last = Some(error);
             }
@@ -40,6 +42,56 @@ pub async fn connect(broker: &AmqpConfig, role: &str) -> Result<(Connection, Nod
         }
     }
     Err(last.expect("nodes() returns at least one node"))
+}
+
+/// rustls words a TLS refusal for itself ("invalid peer certificate: UnknownIssuer",
+/// "received fatal alert: CertificateRequired"), naming neither the node nor the setting
+/// to fix: this adds both. A broker that wants a client certificate may also just reset
+/// the connection after the handshake (TLS 1.3), which is worth the hint too when there is
+/// none. Any other error is returned as it is; the kind stays an I/O error either way.
+fn explain_tls(broker: &AmqpConfig, node: &Node, error: lapin::Error) -> lapin::Error {
+    let ErrorKind::IOError(io) = error.kind() else {
+        return error;
+    };
+    if node.uri.scheme != AMQPScheme::AMQPS {
+        return error;
+    }
+    let reason = io.to_string();
+    let tls = broker.tls_config();
+    let (ca, identity) = (tls.cert_chain.is_some(), tls.identity.is_some());
+    let untrusted = reason.contains("invalid peer certificate");
+    let alert = |alerts: &[&str]| {
+        let alert = reason.split("received fatal alert: ").nth(1);
+        alert.is_some_and(|alert| alerts.iter().any(|a| alert.starts_with(a)))
+    };
+    let hint = if reason.contains("invalid peer certificate: NotValidForName") {
+        "the broker's certificate does not name the host of AMQP_URL"
+    } else if untrusted && ca {
+        "the broker's certificate is not trusted: AMQP_CA_FILE must hold the CA that signed it"
+    } else if untrusted {
+        "the broker's certificate is not trusted by the system's CA roots: set AMQP_CA_FILE to \
+         the CA that signed it"
+    } else if !identity && alert(&["CertificateRequired"]) {
+        "the broker requires a client certificate: set AMQP_CERT_FILE and AMQP_KEY_FILE"
+    } else if !identity && (alert(&["HandshakeFailure"]) || dropped(io.kind())) {
+        "if the broker requires a client certificate, set AMQP_CERT_FILE and AMQP_KEY_FILE"
+    } else if identity && alert(&["BadCertificate", "UnknownCA", "CertificateUnknown"]) {
+        "the broker refused the client certificate of AMQP_CERT_FILE: is it signed by a CA the \
+         broker trusts, and still valid?"
+    } else {
+        return error;
+    };
+    let explained = format!("{node}: {reason} ({hint})");
+    std::io::Error::new(io.kind(), explained).into()
+}
+
+/// How a connection the other end dropped shows.
+fn dropped(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 async fn connect_node(
