@@ -3,108 +3,29 @@
 //! wrong password refused at start-up; no secret on the command line, in `--help` or in an
 //! error.
 //!
-//! RabbitMQ over TLS is not tested here: the shared broker has no TLS listener. The AMQPS
-//! settings are unit-tested (`config`, `amqp`, `secrets` modules).
+//! RabbitMQ over TLS is tested in `amqps`, against a private node with a TLS listener.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::pki::{Pki, CA, CLIENT_CERT, CLIENT_KEY, SERVER_CERT, SERVER_KEY};
 use crate::helpers::process::{self, command, free_port, run, Process, SHUTDOWN_PATIENCE};
 use crate::helpers::*;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-use heat_pipeline::secrets::{ClientIdentity, Secret, TlsPem};
+use heat_pipeline::secrets::{Secret, TlsPem};
 use heat_pipeline::store::{ConnectError, EtcdUser, Store, StoreConfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 
 const ROOT_PASSWORD: &str = "Root-pw-7f3a9c";
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
-/// files in a directory of their own.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn generate(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "heat-pipeline test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let leaf = |name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(sans).unwrap();
-            params.distinguished_name.push(DnType::CommonName, name);
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &*ca).unwrap();
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server, server_key) = leaf(
-            "etcd",
-            vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client, client_key) = leaf(
-            "heat-pipeline",
-            Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
-        );
-        for (name, pem) in [
-            ("ca.pem", ca.pem()),
-            ("server.pem", server),
-            ("server-key.pem", server_key),
-            ("client.pem", client),
-            ("client-key.pem", client_key),
-        ] {
-            std::fs::write(dir.join(name), pem).unwrap();
-        }
-        Pki {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap()
-    }
-
-    /// The CA and the client certificate, as the settings would load them.
-    fn client_tls(&self) -> TlsPem {
-        TlsPem {
-            ca: Some(self.read("ca.pem")),
-            identity: Some(ClientIdentity {
-                cert: self.read("client.pem"),
-                key: Secret::new(self.read("client-key.pem")),
-            }),
-        }
-    }
-
-    fn etcd_tls_options(&self) -> TlsOptions {
-        TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(self.read("ca.pem")))
-            .identity(Identity::from_pem(
-                self.read("client.pem"),
-                self.read("client-key.pem"),
-            ))
-    }
+/// etcd's client options for `pki`: its CA, and its client certificate.
+fn etcd_tls_options(pki: &Pki) -> TlsOptions {
+    TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(pki.read(CA)))
+        .identity(Identity::from_pem(
+            pki.read(CLIENT_CERT),
+            pki.read(CLIENT_KEY),
+        ))
 }
 
 /// An etcd of the test's own that speaks only TLS to clients, asks for a client
@@ -134,11 +55,11 @@ impl SecureEtcd {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("secure={peer}")])
             .arg("--cert-file")
-            .arg(pki.path("server.pem"))
+            .arg(pki.path(SERVER_CERT))
             .arg("--key-file")
-            .arg(pki.path("server-key.pem"))
+            .arg(pki.path(SERVER_KEY))
             .arg("--trusted-ca-file")
-            .arg(pki.path("ca.pem"))
+            .arg(pki.path(CA))
             .arg("--client-cert-auth")
             .stdout(Stdio::null())
             .stderr(log)
@@ -163,7 +84,7 @@ impl SecureEtcd {
     /// (over TLS with the client certificate, before there is any user to log in as).
     async fn enable_auth(&self) {
         let options = ConnectOptions::new()
-            .with_tls(self.pki.etcd_tls_options())
+            .with_tls(etcd_tls_options(&self.pki))
             .with_timeout(Duration::from_secs(2));
         let deadline = Instant::now() + PATIENCE;
         let mut client = loop {
@@ -205,9 +126,9 @@ impl SecureEtcd {
         let path = |name| self.pki.path(name).display().to_string();
         env.extend([
             ("ETCD_ENDPOINTS", self.endpoint.clone()),
-            ("ETCD_CA_FILE", path("ca.pem")),
-            ("ETCD_CERT_FILE", path("client.pem")),
-            ("ETCD_KEY_FILE", path("client-key.pem")),
+            ("ETCD_CA_FILE", path(CA)),
+            ("ETCD_CERT_FILE", path(CLIENT_CERT)),
+            ("ETCD_KEY_FILE", path(CLIENT_KEY)),
             ("ETCD_USERNAME", "root".into()),
         ]);
         env
@@ -359,7 +280,7 @@ async fn etcd_refuses_a_client_without_the_certificate() {
     // And a client that does not trust etcd's CA refuses etcd.
     let mut config = etcd.store_config(ROOT_PASSWORD);
     let mut tls = config.tls.unwrap();
-    tls.ca = Some(Pki::generate(&etcd.dir.join("other-pki")).read("ca.pem"));
+    tls.ca = Some(Pki::generate(&etcd.dir.join("other-pki")).read(CA));
     config.tls = Some(tls);
     let error = match Store::connect(&config).await {
         Ok(_) => panic!("a server certificate of an unknown CA was accepted"),

@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod pki;
 pub mod process;
 pub mod rabbit;
 mod services;

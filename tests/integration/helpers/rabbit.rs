@@ -5,12 +5,16 @@
 //! its own node name, AMQP and distribution ports, Erlang port mapper (epmd) port, config,
 //! data and log directories and Erlang cookie, all under one temporary directory, no
 //! plugins. Starting takes a few seconds.
+//!
+//! [`PrivateRabbit::start_with_tls`] adds a TLS listener (AMQPS) beside the plain one, with
+//! a certificate of a CA the test makes ([`Pki`]) in the node's directory.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::pki::{Pki, CA, SERVER_CERT, SERVER_KEY};
 use super::process::free_port;
 use super::unique_name;
 
@@ -21,9 +25,32 @@ const RABBIT_BIN: &str = "/usr/lib/rabbitmq/bin";
 /// How long the node may take to start.
 const START_PATIENCE: Duration = Duration::from_secs(90);
 
-pub struct PrivateRabbit {
-    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
+/// Whether a node's TLS listener asks a client for a certificate only, or refuses a client
+/// without one (`ssl_options.fail_if_no_peer_cert`). Either way a certificate a client
+/// presents must be signed by the node's CA (`ssl_options.verify = verify_peer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCerts {
+    Optional,
+    Required,
+}
+
+/// A node's TLS listener.
+pub struct RabbitTls {
+    /// `amqps://guest:guest@localhost:PORT/%2f` (the guest user may log in from the loopback
+    /// interface only, and the server certificate names `localhost` and `127.0.0.1`).
     pub url: String,
+    pub port: u16,
+    /// The CA that signed the node's certificate, and a client certificate it accepts
+    /// ([`super::pki::CLIENT_CERT`], [`super::pki::CLIENT_KEY`]).
+    pub pki: Pki,
+    pub client_certs: ClientCerts,
+}
+
+pub struct PrivateRabbit {
+    /// `amqp://guest:guest@127.0.0.1:PORT/%2f`: the plain listener, always there.
+    pub url: String,
+    /// The TLS listener, if the node was started with one.
+    pub tls: Option<RabbitTls>,
     port: u16,
     node: String,
     epmd_port: u16,
@@ -34,6 +61,16 @@ pub struct PrivateRabbit {
 impl PrivateRabbit {
     /// Starts a node on free ports and waits until it takes AMQP connections.
     pub async fn start() -> PrivateRabbit {
+        PrivateRabbit::launch(None).await
+    }
+
+    /// Like [`PrivateRabbit::start`], with a TLS listener as well, on a port of its own,
+    /// with a certificate signed by a CA made for this node (under its directory).
+    pub async fn start_with_tls(client_certs: ClientCerts) -> PrivateRabbit {
+        PrivateRabbit::launch(Some(client_certs)).await
+    }
+
+    async fn launch(tls: Option<ClientCerts>) -> PrivateRabbit {
         assert!(
             Path::new(RABBIT_BIN).join("rabbitmq-server").exists(),
             "a private broker needs Debian's rabbitmq-server package (scripts/setup.sh)"
@@ -41,8 +78,18 @@ impl PrivateRabbit {
         let dir = std::env::temp_dir().join(unique_name("rabbit"));
         let (port, dist_port, epmd_port) = (free_port(), free_port(), free_port());
         let node = format!("hpt{}{}@localhost", std::process::id(), dist_port);
+        let tls = tls.map(|client_certs| {
+            let port = free_port();
+            RabbitTls {
+                url: format!("amqps://guest:guest@localhost:{port}/%2f"),
+                port,
+                pki: Pki::generate(&dir.join("pki")),
+                client_certs,
+            }
+        });
         let rabbit = PrivateRabbit {
             url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            tls,
             port,
             node,
             epmd_port,
@@ -84,11 +131,23 @@ impl PrivateRabbit {
         let cookie = dir.join("home/.erlang.cookie");
         std::fs::write(&cookie, unique_name("cookie").replace('-', "")).unwrap();
         set_mode(&cookie, 0o400);
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.1 = 127.0.0.1:{}\n", self.port),
-        )
-        .unwrap();
+        let mut config = format!("listeners.tcp.1 = 127.0.0.1:{}\n", self.port);
+        if let Some(tls) = &self.tls {
+            let fail_if_no_peer_cert = tls.client_certs == ClientCerts::Required;
+            config.push_str(&format!(
+                "listeners.ssl.1 = 127.0.0.1:{port}\n\
+                 ssl_options.cacertfile = {ca}\n\
+                 ssl_options.certfile = {cert}\n\
+                 ssl_options.keyfile = {key}\n\
+                 ssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = {fail_if_no_peer_cert}\n",
+                port = tls.port,
+                ca = tls.pki.path_text(CA),
+                cert = tls.pki.path_text(SERVER_CERT),
+                key = tls.pki.path_text(SERVER_KEY),
+            ));
+        }
+        std::fs::write(dir.join("rabbitmq.conf"), config).unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         let d = dir.display();
         std::fs::write(
@@ -126,8 +185,10 @@ impl PrivateRabbit {
     }
 
     /// Runs `rabbitmqctl ARGS` against this node (off the test's runtime, which keeps
-    /// running the stages); panics with its output if it fails.
-    async fn ctl(&self, args: &[&str]) {
+    /// running the stages) and returns what it printed; panics with its output if it fails.
+    /// E.g. `ctl(&["add_user", name, password])`, or `ctl(&["-q", "list_connections",
+    /// "--no-table-headers", "ssl"])` for the bare table.
+    pub async fn ctl(&self, args: &[&str]) -> String {
         let mut command = self.command(&format!("{RABBIT_BIN}/rabbitmqctl"));
         command.arg("-n").arg(&self.node).args(args);
         let output = tokio::task::spawn_blocking(move || command.output())
@@ -141,6 +202,7 @@ impl PrivateRabbit {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Stops the RabbitMQ application (`rabbitmqctl stop_app`): every connection is closed;
