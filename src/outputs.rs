@@ -59,9 +59,12 @@ impl Outputs {
     /// they say they are in it, parsed and encoded again when `form` is `None` (an older
     /// stage wrote serde_json's form). Text that claims Python's form but is not ASCII
     /// cannot be in it, and is encoded again too (Python writes no whitespace but spaces, so
-    /// neither is text with a newline or a tab between its tokens).
+    /// neither is text with a newline or a tab between its tokens). Nor is text that is not
+    /// an array (the JSON is whole, so a `[` first says it is one); it is refused as the
+    /// older form's is.
     pub fn ensure_python_form(&mut self, form: Option<OutputsForm>) -> Result<(), Rejection> {
-        if form == Some(OutputsForm::Python) && is_printable_ascii(self.as_str()) {
+        let text = self.as_str();
+        if form == Some(OutputsForm::Python) && text.starts_with('[') && is_printable_ascii(text) {
             return Ok(());
         }
         let values: Vec<Value> = serde_json::from_str(self.as_str())
@@ -216,6 +219,25 @@ mod tests {
             .ensure_python_form(Some(OutputsForm::Python))
             .unwrap();
         assert_eq!(spaced.as_str(), r#"[{"a": 1}]"#);
+    }
+
+    #[test]
+    fn text_that_claims_python_form_but_is_not_a_list_is_refused() {
+        // A raw value's text starts at the value, whatever whitespace is around it.
+        let mut spaced: Outputs = serde_json::from_str(" \n [1] ").unwrap();
+        spaced
+            .ensure_python_form(Some(OutputsForm::Python))
+            .unwrap();
+        assert_eq!(spaced.as_str(), "[1]");
+        for not_a_list in ["null", "{}", "1", r#""[]""#] {
+            let mut claimed: Outputs = serde_json::from_str(not_a_list).unwrap();
+            let refused = claimed.ensure_python_form(Some(OutputsForm::Python));
+            assert_eq!(
+                refused.unwrap_err().kind,
+                RejectKind::InvalidMessage,
+                "{not_a_list}"
+            );
+        }
     }
 
     /// Numbers Python prints in a form of its own (integers beyond `u128`, beyond `u64`
