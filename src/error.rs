@@ -22,6 +22,14 @@ pub enum RejectKind {
 }
 
 impl RejectKind {
+    pub const ALL: [RejectKind; 5] = [
+        RejectKind::MalformedJson,
+        RejectKind::InvalidMessage,
+        RejectKind::StatusMismatch,
+        RejectKind::RecordTooLarge,
+        RejectKind::Unencodable,
+    ];
+
     /// The stable snake_case name used in headers, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

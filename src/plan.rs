@@ -207,6 +207,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Written,
+        Outcome::Duplicate,
+        Outcome::Stale,
+        Outcome::NotFinal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Written => "written",

@@ -23,7 +23,13 @@ pub enum StageChoice {
     Wrap,
     /// All three stages in one process (small sites, the demo).
     All,
+    /// No stage: only the periodic audit (every `--audit-every`, or
+    /// [`AUDITOR_DEFAULT_EVERY`]) and the endpoints. Run one replica of it.
+    Auditor,
 }
+
+/// How often `run auditor` audits when `--audit-every` is not given.
+pub const AUDITOR_DEFAULT_EVERY: Duration = Duration::from_secs(300);
 
 impl StageChoice {
     pub fn stages(self) -> Vec<StageName> {
@@ -32,6 +38,7 @@ impl StageChoice {
             StageChoice::Normalize => vec![StageName::Normalize],
             StageChoice::Wrap => vec![StageName::Wrap],
             StageChoice::All => StageName::ALL.to_vec(),
+            StageChoice::Auditor => Vec::new(),
         }
     }
 }
@@ -103,10 +110,13 @@ impl AppConfig {
                 max_request_bytes: run.etcd_max_request_bytes,
             },
             http_addr: run.http_addr,
-            audit: run.audit_every.map(|every| AuditEvery {
-                every,
-                older_than: run.audit_older_than,
-            }),
+            audit: run
+                .audit_every
+                .or((run.stage == StageChoice::Auditor).then_some(AUDITOR_DEFAULT_EVERY))
+                .map(|every| AuditEvery {
+                    every,
+                    older_than: run.audit_older_than,
+                }),
         })
     }
 }

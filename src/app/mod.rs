@@ -146,6 +146,10 @@ impl App {
                 StageName::Wrap => stages.spawn(runner::run(Wrap { keys }, pipeline, shutdown)),
             };
         }
+        if stages.is_empty() {
+            // `run auditor`: the periodic audit and the endpoints, until shutdown.
+            shutdown.cancelled().await;
+        }
         let mut failed = None;
         while let Some(result) = stages.join_next().await {
             let error = match result {

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::Refusal;
 use crate::stages::Stage;
 use crate::store::BatchedStore;
-use crate::telemetry::events::Reconnected;
+use crate::telemetry::events::{Reconnected, StageStarted};
 use session::{Loss, OpenError, Session, SessionEnd};
 use worker::Worker;
 
@@ -62,6 +62,7 @@ pub(crate) async fn run<S: Stage>(
         sequencer: Arc::default(),
         cache: Default::default(),
     });
+    StageStarted { stage: name }.emit();
     let health = pipeline.health.stage(name);
     let mut retry = reconnect_backoff();
     let mut attempt: u32 = 0;

@@ -17,7 +17,8 @@ use super::headers;
 use super::link::SessionLink;
 use super::worker::{Pipeline, Worker};
 use crate::amqp::{self, Node};
-use crate::stages::Stage;
+use crate::stages::{Stage, StageName};
+use crate::telemetry::events::QueuesCounted;
 
 /// A connection with its two channels: deliveries arrive on the consume channel; hand-offs
 /// and dead letters leave through the [`SessionLink`], which is all a delivery task sees.
@@ -36,6 +37,12 @@ pub(super) struct Session {
 /// restart: a stage with no ack or publish in flight at that moment waited forever), so
 /// the session looks for itself.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
+
+/// How often a session asks the broker how many messages wait in its stage's queue and
+/// dead-letter queue (`heat_pipeline_queue_ready`, `heat_pipeline_dead_letters`): often
+/// enough for an alert on one dead letter within a scrape or two, and two passive declares
+/// on a channel of their own each time cost the broker next to nothing.
+const QUEUE_COUNT_EVERY: Duration = Duration::from_secs(15);
 
 /// The longest a session's teardown waits for the broker (final acks, channel closes).
 const TEARDOWN: Duration = Duration::from_secs(5);
@@ -138,6 +145,7 @@ impl Session {
         let max_body = headers::max_body_bytes(pipeline.options.max_request_bytes);
         let tasks = TaskTracker::new();
         let mut health_check = tokio::time::interval(HEALTH_CHECK);
+        let mut queue_count = tokio::time::interval(QUEUE_COUNT_EVERY);
         let end = loop {
             tokio::select! {
                 biased;
@@ -146,6 +154,9 @@ impl Session {
                 _ = health_check.tick() => if let Some(loss) = session.lost() {
                     break SessionEnd::Lost(loss);
                 },
+                _ = queue_count.tick() => {
+                    tokio::spawn(count_queues(session.connection.clone(), pipeline.topology.clone(), name));
+                }
                 next = consumer.next() => match next {
                     Some(Ok(message)) => {
                         // Decoded here, in delivery order, so that each resource's turn is
@@ -199,5 +210,24 @@ impl Session {
             let _ = tokio::time::timeout(TEARDOWN, close).await;
         }
         end
+    }
+}
+
+/// Counts the stage's queue and dead-letter queue for the gauges, each on a channel of its
+/// own (`amqp::queue_counts`), at most [`TEARDOWN`] long: a count that fails or hangs is
+/// skipped, and the next one comes [`QUEUE_COUNT_EVERY`] later.
+async fn count_queues(connection: Arc<Connection>, topology: amqp::Topology, stage: StageName) {
+    let count = async {
+        let ready = amqp::queue_counts(&connection, &topology.queue(stage)).await?;
+        let dead = amqp::queue_counts(&connection, &topology.dead_queue(stage)).await?;
+        Ok::<_, lapin::Error>(ready.zip(dead))
+    };
+    if let Ok(Ok(Some((ready, dead)))) = tokio::time::timeout(TEARDOWN, count).await {
+        QueuesCounted {
+            stage,
+            ready: ready.ready,
+            dead_letters: dead.ready,
+        }
+        .emit();
     }
 }

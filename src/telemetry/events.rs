@@ -8,7 +8,7 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 
-use crate::error::Rejection;
+use crate::error::{RejectKind, Rejection};
 use crate::plan::Outcome;
 use crate::stages::StageName;
 
@@ -65,6 +65,63 @@ pub(super) fn describe() {
         "heat_pipeline_ready",
         "1 while the stage is connected to the broker and etcd answers, else 0."
     );
+    describe_gauge!(
+        "heat_pipeline_dead_letters",
+        "Messages in the stage's dead-letter queue, as the broker last counted them."
+    );
+    describe_gauge!(
+        "heat_pipeline_queue_ready",
+        "Messages waiting in the stage's queue (not yet delivered), as the broker last counted them."
+    );
+}
+
+/// A stage starts in this process: every series a rule or a panel reads exists from now
+/// on, at 0. A counter that first appears at 1 shows no increase to `rate()` or
+/// `increase()`, so the first dead letter would never fire an alert; and an idle stage
+/// would leave its panels without data.
+pub struct StageStarted {
+    pub stage: StageName,
+}
+
+impl StageStarted {
+    pub fn emit(self) {
+        let stage = self.stage.as_str();
+        for outcome in Outcome::ALL {
+            counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => outcome.as_str())
+                .increment(0);
+        }
+        counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => "dead_lettered")
+            .increment(0);
+        for class in RejectKind::ALL {
+            counter!("heat_pipeline_rejections_total", "stage" => stage, "class" => class.as_str())
+                .increment(0);
+        }
+        for cause in RetryCause::ALL {
+            counter!("heat_pipeline_retries_total", "stage" => stage, "cause" => cause.as_str())
+                .increment(0);
+        }
+        counter!("heat_pipeline_reconnects_total", "stage" => stage).increment(0);
+        gauge!("heat_pipeline_in_flight", "stage" => stage).increment(0.0);
+        gauge!("heat_pipeline_dead_letters", "stage" => stage).set(0.0);
+        gauge!("heat_pipeline_queue_ready", "stage" => stage).set(0.0);
+    }
+}
+
+/// The broker counted a stage's queues.
+pub struct QueuesCounted {
+    pub stage: StageName,
+    /// Messages ready in the stage's queue.
+    pub ready: u32,
+    /// Messages in its dead-letter queue.
+    pub dead_letters: u32,
+}
+
+impl QueuesCounted {
+    pub fn emit(self) {
+        let stage = self.stage.as_str();
+        gauge!("heat_pipeline_queue_ready", "stage" => stage).set(f64::from(self.ready));
+        gauge!("heat_pipeline_dead_letters", "stage" => stage).set(f64::from(self.dead_letters));
+    }
 }
 
 /// A periodic audit (`run --audit-every`) finished its scan.
@@ -149,7 +206,7 @@ impl MessageRejected<'_> {
 }
 
 /// Why a store step is tried again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryCause {
     /// etcd unavailable or too slow; backing off.
     Store,
@@ -158,6 +215,19 @@ pub enum RetryCause {
     /// The stage's guess of the stored keys was wrong (e.g. an update of a known
     /// resource); deciding again on the keys the commit returned.
     Guess,
+}
+
+impl RetryCause {
+    pub const ALL: [RetryCause; 3] = [RetryCause::Store, RetryCause::Conflict, RetryCause::Guess];
+
+    /// The `cause` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Store => "store",
+            RetryCause::Conflict => "conflict",
+            RetryCause::Guess => "guess",
+        }
+    }
 }
 
 pub struct StoreRetried<'a> {
@@ -169,11 +239,7 @@ pub struct StoreRetried<'a> {
 
 impl StoreRetried<'_> {
     pub fn emit(self) {
-        let cause = match self.cause {
-            RetryCause::Store => "store",
-            RetryCause::Conflict => "conflict",
-            RetryCause::Guess => "guess",
-        };
+        let cause = self.cause.as_str();
         match self.cause {
             RetryCause::Store => {
                 tracing::warn!(error = self.error.unwrap_or(""), wait = ?self.wait, "store unavailable; retrying")

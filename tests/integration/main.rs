@@ -8,6 +8,7 @@
 mod helpers;
 
 mod amqps;
+mod alerts;
 mod audit;
 mod cache;
 mod cluster;

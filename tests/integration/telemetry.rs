@@ -12,7 +12,7 @@ use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 
 /// GET `url`: the status (0 when nothing answers) and the body.
-fn get(url: &str) -> (u16, String) {
+pub(crate) fn get(url: &str) -> (u16, String) {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)
