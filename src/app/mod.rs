@@ -112,6 +112,7 @@ impl App {
         tokio::spawn(probe::probe_store(
             health.clone(),
             store.clone(),
+            config.store.endpoints.join(","),
             probe::PROBE_INTERVAL,
             shutdown.clone(),
         ));

@@ -20,7 +20,7 @@ mod session;
 mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
@@ -35,6 +35,9 @@ use worker::Worker;
 
 pub use connection::SharedConnection;
 pub use worker::{Pipeline, RunOptions, DEFAULT_CONCURRENCY};
+
+/// How often a broker that stays away is summed up in the log (after the first line).
+const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(30);
 
 /// How long opening a session may take: reaching a node (each node of a cluster gets
 /// `amqp::connect::NODE_TIMEOUT`), its channels and the topology.
@@ -67,6 +70,9 @@ pub(crate) async fn run<S: Stage>(
     let mut retry = reconnect_backoff();
     let mut attempt: u32 = 0;
     let mut sessions: u64 = 0;
+    // Since when the stage has had no session, and when that was last logged at warn.
+    let mut down_since = Instant::now();
+    let mut last_line: Option<Instant> = None;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -85,14 +91,17 @@ pub(crate) async fn run<S: Stage>(
                     Reconnected {
                         stage: name,
                         attempt,
+                        after: down_since.elapsed(),
                     }
                     .emit();
                 }
+                last_line = None;
                 retry.reset();
                 attempt = 0;
                 health.set(true);
                 let end = session.consume(worker.clone(), &shutdown).await;
                 health.set(false);
+                down_since = Instant::now();
                 match end {
                     SessionEnd::Shutdown => return Ok(()),
                     SessionEnd::Lost(Loss::ConsumeRefused(error)) if sessions == 1 => {
@@ -111,14 +120,23 @@ pub(crate) async fn run<S: Stage>(
             {
                 return Err(refusal(&pipeline, &error).expect("checked"));
             }
-            Err(error) => {
+            // The first failure is a warning, then one summary every OUTAGE_SUMMARY_EVERY:
+            // a broker away for minutes must not write a line per attempt.
+            Err(error) if last_line.is_none_or(|at| at.elapsed() >= OUTAGE_SUMMARY_EVERY) => {
+                last_line = Some(Instant::now());
+                let down =
+                    humantime::format_duration(Duration::from_secs(down_since.elapsed().as_secs()));
                 tracing::warn!(
                     stage = %name,
                     attempt,
+                    down = %down,
                     url = %pipeline.connection.config(),
                     %error,
-                    "cannot open a broker session"
+                    "cannot open a broker session; retrying"
                 );
+            }
+            Err(error) => {
+                tracing::debug!(stage = %name, attempt, %error, "cannot open a broker session");
             }
         }
         let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));

@@ -2,6 +2,7 @@
 //! log line and a metric can never disagree. Labels are low-cardinality: stage, outcome,
 //! rejection class, cause, operation; never a resource id.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics::{
@@ -241,8 +242,10 @@ impl StoreRetried<'_> {
     pub fn emit(self) {
         let cause = self.cause.as_str();
         match self.cause {
+            // One line per message per retry would flood the log during an outage: the
+            // probe says when etcd goes and comes back (`StoreOutage`), this only at debug.
             RetryCause::Store => {
-                tracing::warn!(error = self.error.unwrap_or(""), wait = ?self.wait, "store unavailable; retrying")
+                tracing::debug!(error = self.error.unwrap_or(""), wait = ?self.wait, "store unavailable; retrying")
             }
             RetryCause::Conflict => tracing::debug!("commit conflict; deciding again"),
             RetryCause::Guess => {
@@ -289,16 +292,27 @@ pub struct InFlight {
     stage: StageName,
 }
 
+/// Messages in flight in this process, all stages: what the outage log lines report as
+/// waiting (a gauge cannot be read back).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
 impl InFlight {
     pub fn enter(stage: StageName) -> InFlight {
         gauge!("heat_pipeline_in_flight", "stage" => stage.as_str()).increment(1.0);
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         InFlight { stage }
+    }
+
+    /// Messages in flight in this process now.
+    pub fn total() -> usize {
+        IN_FLIGHT.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         gauge!("heat_pipeline_in_flight", "stage" => self.stage.as_str()).decrement(1.0);
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -306,11 +320,14 @@ impl Drop for InFlight {
 pub struct Reconnected {
     pub stage: StageName,
     pub attempt: u32,
+    /// How long the stage had no session.
+    pub after: Duration,
 }
 
 impl Reconnected {
     pub fn emit(self) {
-        tracing::info!(stage = %self.stage, attempt = self.attempt, "broker session restored");
+        let after = humantime::format_duration(round(self.after));
+        tracing::info!(stage = %self.stage, attempt = self.attempt, %after, "broker session restored");
         counter!("heat_pipeline_reconnects_total", "stage" => self.stage.as_str()).increment(1);
     }
 }
@@ -341,4 +358,72 @@ impl Readiness {
             0.0
         });
     }
+}
+
+/// What the etcd probe saw change: etcd stopped answering, still does not, or answers
+/// again. One line each (and a summary every `OUTAGE_SUMMARY_EVERY` while it lasts),
+/// instead of a line per message per retry.
+pub enum StoreOutage<'a> {
+    Began {
+        endpoints: &'a str,
+        error: &'a str,
+        at_start: bool,
+    },
+    Lasts {
+        endpoints: &'a str,
+        error: &'a str,
+        since: Duration,
+    },
+    Ended {
+        endpoints: &'a str,
+        after: Duration,
+        waited: usize,
+    },
+}
+
+impl StoreOutage<'_> {
+    pub fn emit(self) {
+        match self {
+            StoreOutage::Began {
+                endpoints,
+                error,
+                at_start: true,
+            } => tracing::warn!(
+                endpoints,
+                error,
+                "etcd does not answer at start-up; the stages wait for it (check ETCD_ENDPOINTS)"
+            ),
+            StoreOutage::Began {
+                endpoints,
+                error,
+                at_start: false,
+            } => tracing::warn!(
+                endpoints,
+                error,
+                in_flight = InFlight::total(),
+                "etcd stopped answering; messages wait until it answers"
+            ),
+            StoreOutage::Lasts {
+                endpoints,
+                error,
+                since,
+            } => tracing::warn!(
+                endpoints, error, since = %humantime::format_duration(round(since)), waiting = InFlight::total(),
+                "etcd still does not answer"
+            ),
+            StoreOutage::Ended {
+                endpoints,
+                after,
+                waited,
+            } => tracing::info!(
+                endpoints, after = %humantime::format_duration(round(after)), waited,
+                "etcd answers again"
+            ),
+        }
+    }
+}
+
+/// A duration to the second, for a log line.
+fn round(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
 }

@@ -119,3 +119,59 @@ async fn a_closed_log_stream_leaves_the_process_running_and_sigterm_still_stops_
     process.terminate().await;
     pipeline.stop().await;
 }
+
+/// An etcd outage under traffic tells its story in three lines, not one per message per
+/// retry: etcd stopped answering, (a summary every 30 s while it lasts), etcd answers again
+/// with how long and how many messages waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_is_one_line_going_and_one_coming_back() {
+    let mut etcd = crate::helpers::faults::PrivateEtcd::start().await;
+    let pipeline = TestPipeline::with_services("op-outage", etcd.services(&services().await)).await;
+    let process = pipeline.start_process(&["run", "all", "--concurrency", "8"]);
+    pipeline.publish(SEED_INPUT).await;
+    pipeline.assert_seed_records().await;
+
+    etcd.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 0..20 {
+        pipeline
+            .publish(&heat_result(
+                "create",
+                &format!("outage-{n}"),
+                1,
+                "CREATE_COMPLETE",
+                "",
+            ))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    etcd.resume_service().await;
+    for n in 0..20 {
+        pipeline.wait_for_state(&format!("outage-{n}"), 1).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ran = process.terminate().await;
+
+    let lines = |needle: &str| ran.stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("etcd stopped answering"), 1, "{}", ran.stderr);
+    assert_eq!(lines("etcd answers again"), 1, "{}", ran.stderr);
+    assert_eq!(
+        lines("store unavailable"),
+        0,
+        "no line per retry:\n{}",
+        ran.stderr
+    );
+    let back = ran
+        .stderr
+        .lines()
+        .find(|l| l.contains("etcd answers again"))
+        .unwrap();
+    assert!(!back.contains("waited=0"), "messages waited: {back}");
+    let etcd_lines = ran.stderr.lines().filter(|l| l.contains("etcd")).count();
+    assert!(
+        etcd_lines <= 4,
+        "{etcd_lines} lines about etcd:\n{}",
+        ran.stderr
+    );
+    pipeline.stop().await;
+}
