@@ -18,9 +18,12 @@ use crate::secrets::{Secret, TlsPem};
 
 mod batch;
 mod error;
+mod unreached;
 
 pub use batch::BatchedStore;
 pub use error::{StepError, Transient};
+pub use unreached::{describe_failure, ConnectError};
+use unreached::{classify_connect_error, Unreached};
 
 /// How to reach etcd: endpoints, request timeout, TLS and credentials. Built from the
 /// settings by `Settings::store_config`; prints without secrets.
@@ -87,27 +90,6 @@ impl StoreConfig {
     }
 }
 
-/// Why [`Store::connect`] failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConnectError {
-    /// etcd answered and refused the user name or password: retrying cannot help.
-    #[error("{0}")]
-    Refused(String),
-    /// The settings cannot work: a malformed endpoint, a certificate etcd or we reject.
-    #[error("{0}")]
-    Invalid(String),
-    /// etcd did not answer (down, unreachable, timed out); it may later.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl ConnectError {
-    /// Whether a retry with the same settings may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ConnectError::Unavailable(_))
-    }
-}
-
 /// A cheap-to-clone handle on etcd; clones share one HTTP/2 connection.
 #[derive(Clone)]
 pub struct Store {
@@ -133,6 +115,24 @@ impl Store {
         Ok(Store {
             kv: client.kv_client(),
         })
+    }
+
+    /// [`Store::connect`], then one read (of `/`, as the readiness probe reads), so that an
+    /// etcd that does not answer fails here, as a [`ConnectError::Unavailable`] in one line
+    /// naming ETCD_ENDPOINTS, instead of at a command's first request with the client's
+    /// gRPC dump. For the operator commands, which do not wait for etcd; any answer, a
+    /// refusal to read `/` included, shows that etcd is there.
+    pub async fn connect_checked(config: &StoreConfig) -> Result<Store, ConnectError> {
+        let store = Store::connect(config).await?;
+        let options = GetOptions::new().with_count_only().with_serializable();
+        if let Err(error) = store.kv.clone().get("/", Some(options)).await {
+            if let Some(unreached) = Unreached::of(&error) {
+                let endpoints = config.endpoints.join(",");
+                let line = unreached.line(&endpoints, Some(config));
+                return Err(ConnectError::Unavailable(line));
+            }
+        }
+        Ok(store)
     }
 
     /// [`Store::connect`], waiting (with backoff, a log line per attempt) while etcd does not
@@ -346,74 +346,4 @@ fn snapshots<'a>(
         snapshots.push(snapshot);
     }
     Ok(snapshots)
-}
-
-/// Sorts a failure to connect (with credentials: to authenticate) into what a retry can
-/// and cannot change, with the whole cause chain (a TLS failure is a few levels down).
-fn classify_connect_error(
-    endpoints: &str,
-    config: &StoreConfig,
-    error: &etcd_client::Error,
-) -> ConnectError {
-    use tonic::Code;
-    let reason = match error {
-        // Status's Display adds details and metadata; the message and causes are enough.
-        etcd_client::Error::GRpcStatus(status) => error_chain(
-            status.message().to_string(),
-            std::error::Error::source(status),
-        ),
-        other => error_chain(other.to_string(), std::error::Error::source(other)),
-    };
-    let user = config.user.as_ref().map_or("", |u| u.name.as_str());
-    match error {
-        etcd_client::Error::GRpcStatus(status) => match status.code() {
-            // etcd: "authentication failed, invalid user ID or password" (InvalidArgument),
-            // "authentication is not enabled" (FailedPrecondition).
-            Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::Unauthenticated
-            | Code::PermissionDenied => ConnectError::Refused(format!(
-                "etcd at {endpoints} refused the credentials of user {user}: {reason}"
-            )),
-            _ if reason.to_ascii_lowercase().contains("certificate") => {
-                ConnectError::Invalid(format!(
-                    "TLS with etcd at {endpoints} failed (check ETCD_CA_FILE, ETCD_CERT_FILE, \
-                     ETCD_KEY_FILE): {reason}"
-                ))
-            }
-            _ => {
-                // etcd with --client-cert-auth drops the connection of a client without a
-                // certificate, and how the drop surfaces varies (closed, reset, broken pipe):
-                // over TLS without a certificate every such failure is worth the hint, though
-                // it may be a plain outage.
-                let no_identity = config.tls.as_ref().is_none_or(|t| t.identity.is_none());
-                let hint = if config.uses_https() && no_identity {
-                    " (if etcd requires client certificates, set ETCD_CERT_FILE and \
-                     ETCD_KEY_FILE)"
-                } else {
-                    ""
-                };
-                ConnectError::Unavailable(format!(
-                    "cannot connect to etcd at {endpoints}: {reason}{hint}"
-                ))
-            }
-        },
-        // Refused before anything was sent: a malformed endpoint or TLS material.
-        _ => ConnectError::Invalid(format!("cannot connect to etcd at {endpoints}: {reason}")),
-    }
-}
-
-/// An error's message and its sources', `: `-separated, each said once (tonic repeats
-/// itself).
-fn error_chain(message: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
-    let mut parts = vec![message];
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !parts.iter().any(|part| part.contains(&said)) {
-            parts.retain(|part| !said.contains(part.as_str()));
-            parts.push(said);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
