@@ -3,174 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
-use crate::keys::{Family, Keyspace};
+use crate::keys::Keyspace;
 use crate::lifecycle::Phase;
-use crate::ops::dlq::DeadLetterInfo;
-use crate::plan::Stored;
-use crate::records::{HeatStackRecord, JobStateRecord, Order, OrderKey, StateRecord};
-use crate::stages::StageName;
-use crate::store::{Store, Transient};
+use crate::records::OrderKey;
 
-/// The families a scan reads, in the order of a [`Resource`]'s keys.
-pub(super) const SCANNED: [Family; 5] = [
-    Family::HeatStacks,
-    Family::HeatStacksOrder,
-    Family::JobState,
-    Family::JobStateOrder,
-    Family::State,
-];
-
-/// What is wrong with a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Problem {
-    /// job_state is there, older than the threshold, and no `/state` of its version.
-    Stuck,
-    /// heat_stacks holds a newer result than normalize took and than `/state` reflects.
-    Behind,
-    /// An order key with neither record it orders, or a record without its order key.
-    Orphan,
-    /// `/state` is older than the version the order keys say was finished.
-    Stale,
-    /// A record that does not parse as its format.
-    Unreadable,
-}
-
-impl Problem {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Problem::Stuck => "stuck",
-            Problem::Behind => "behind",
-            Problem::Orphan => "orphan",
-            Problem::Stale => "stale",
-            Problem::Unreadable => "unreadable",
-        }
-    }
-}
-
-/// The dead letter that explains a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetterRef {
-    pub stage: String,
-    /// `permanent`, `exhausted-retries`, `dead-lettered` or `unknown` (see `dlq list`).
-    pub kind: String,
-    /// The rejection class, e.g. `record_too_large`.
-    pub class: Option<String>,
-    pub reason: Option<String>,
-    pub attempts: Option<i64>,
-    pub first_failed_at: Option<String>,
-    pub last_failed_at: Option<String>,
-}
-
-impl DeadLetterRef {
-    pub fn new(stage: StageName, info: &DeadLetterInfo) -> DeadLetterRef {
-        DeadLetterRef {
-            stage: stage.as_str().to_string(),
-            kind: info.kind.clone(),
-            class: info.class.clone(),
-            reason: info.reason.clone(),
-            attempts: info.attempts,
-            first_failed_at: info.first_failed_at.clone(),
-            last_failed_at: info.last_failed_at.clone(),
-        }
-    }
-}
-
-/// One problem of one resource. Serialized as one line of `audit --format json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub problem: Problem,
-    pub path: String,
-    pub id: String,
-    /// The job version concerned (from the order key), when known.
-    pub version: Option<u64>,
-    pub phase: Option<Phase>,
-    /// When the record concerned was written (RFC 3339), when its lineage says.
-    pub since: Option<String>,
-    /// The etcd key of the record concerned.
-    pub key: String,
-    /// What is wrong, in words.
-    pub detail: String,
-    pub dead_letter: Option<DeadLetterRef>,
-}
-
-/// One resource's keys as the scan found them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resource {
-    pub path: String,
-    pub id: String,
-    pub heat_stacks: Option<Stored>,
-    pub heat_stacks_order: Option<Stored>,
-    pub job_state: Option<Stored>,
-    pub job_state_order: Option<Stored>,
-    pub state: Option<Stored>,
-}
-
-impl Resource {
-    pub(super) fn slot(&mut self, family: Family) -> &mut Option<Stored> {
-        match family {
-            Family::HeatStacks => &mut self.heat_stacks,
-            Family::HeatStacksOrder => &mut self.heat_stacks_order,
-            Family::JobState => &mut self.job_state,
-            Family::JobStateOrder => &mut self.job_state_order,
-            Family::State | Family::StateLineage => &mut self.state,
-        }
-    }
-
-    /// Reads one resource's keys (for `reconcile`).
-    pub async fn read(
-        store: &Store,
-        keys: &Keyspace,
-        path: &str,
-        id: &str,
-    ) -> Result<Resource, Transient> {
-        let mut resource = Resource {
-            path: path.to_string(),
-            id: id.to_string(),
-            ..Resource::default()
-        };
-        let wanted = [
-            keys.heat_stack(path, id),
-            keys.heat_stack_order(path, id),
-            keys.job_state(path, id),
-            keys.job_state_order(path, id),
-            keys.state(path, id),
-        ];
-        for (family, key) in SCANNED.into_iter().zip(wanted) {
-            *resource.slot(family) = store.get(&key, None).await?;
-        }
-        Ok(resource)
-    }
-}
-
-/// A resource's keys, parsed: `Err` for a present key that does not parse.
-pub struct Parsed {
-    pub heat_stacks: Option<Result<HeatStackRecord, String>>,
-    pub heat_stacks_order: Option<Result<OrderKey, String>>,
-    pub job_state: Option<Result<JobStateRecord, String>>,
-    pub job_state_order: Option<Result<OrderKey, String>>,
-    pub state: Option<Result<StateRecord, String>>,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(stored: &Option<Stored>) -> Option<Result<T, String>> {
-    stored
-        .as_ref()
-        .map(|s| serde_json::from_slice(&s.value).map_err(|e| e.to_string()))
-}
-
-impl Parsed {
-    pub fn of(resource: &Resource) -> Parsed {
-        Parsed {
-            heat_stacks: parse(&resource.heat_stacks),
-            heat_stacks_order: parse(&resource.heat_stacks_order),
-            job_state: parse(&resource.job_state),
-            job_state_order: parse(&resource.job_state_order),
-            state: parse(&resource.state),
-        }
-    }
-}
+use super::problem::{Finding, Problem};
+use super::resource::{Parsed, Resource};
 
 fn ok<T>(value: &Option<Result<T, String>>) -> Option<&T> {
     value.as_ref().and_then(|r| r.as_ref().ok())
@@ -378,47 +216,10 @@ fn state_words(state_version: &Option<Option<u64>>) -> String {
     }
 }
 
-/// Which stage's dead letter best explains a problem, first choice first: the stage that
-/// should have taken the resource further.
-pub(super) fn stage_preference(problem: Problem) -> [StageName; 3] {
-    match problem {
-        Problem::Stuck | Problem::Stale => {
-            [StageName::Wrap, StageName::Normalize, StageName::Capture]
-        }
-        Problem::Behind => [StageName::Normalize, StageName::Wrap, StageName::Capture],
-        Problem::Orphan | Problem::Unreadable => {
-            [StageName::Wrap, StageName::Normalize, StageName::Capture]
-        }
-    }
-}
-
-/// How old `resource`'s job_state is at `now`, from its order key's `written_at`; `None`
-/// without a job_state or without a time (a key from before lineage).
-pub fn job_state_age(resource: &Resource, now: SystemTime) -> Option<Duration> {
-    resource.job_state.as_ref()?;
-    let order = OrderKey::from_bytes(&resource.job_state_order.as_ref()?.value)?;
-    let at = humantime::parse_rfc3339(order.written_at.as_deref()?).ok()?;
-    Some(now.duration_since(at).unwrap_or(Duration::ZERO))
-}
-
-/// Every problem, in a fixed order (for counts).
-pub const PROBLEMS: [Problem; 5] = [
-    Problem::Stuck,
-    Problem::Behind,
-    Problem::Orphan,
-    Problem::Stale,
-    Problem::Unreadable,
-];
-
-/// The [`Order`] of an order key's bytes, old format or new.
-pub fn order_of(stored: &Option<Stored>) -> Option<Order> {
-    stored.as_ref().and_then(|s| Order::from_bytes(&s.value))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::audit::dead_letters::DeadLetters;
+    use crate::plan::Stored;
 
     const NOW: &str = "2026-11-27T09:00:00Z";
     const OLD: &str = "2026-11-27T08:00:00.000Z";
@@ -575,36 +376,5 @@ mod tests {
             problems(&unreadable),
             vec![(Problem::Unreadable, None), (Problem::Unreadable, None)]
         );
-    }
-
-    #[test]
-    fn a_dead_letter_of_the_stage_that_should_have_acted_explains_a_finding() {
-        let info = |class: &str| DeadLetterInfo {
-            position: 1,
-            message_id: None,
-            kind: "permanent".into(),
-            class: Some(class.into()),
-            reason: Some("why".into()),
-            first_failed_at: None,
-            last_failed_at: None,
-            attempts: Some(1),
-            original_exchange: None,
-            original_routing_key: None,
-            body_size: 1,
-            preview: String::new(),
-        };
-        let mut letters = DeadLetters::default();
-        let r1 = ("ports".to_string(), "r1".to_string());
-        letters.insert(StageName::Capture, r1.clone(), info("invalid_message"));
-        letters.insert(StageName::Wrap, r1, info("record_too_large"));
-        let stuck = Resource {
-            job_state: stored(JS),
-            job_state_order: order(1, "final", Some(OLD)),
-            ..resource()
-        };
-        let finding = &classify(&stuck, &Keyspace::new("", "v2.0"), now(), Duration::ZERO)[0];
-        let letter = letters.explain(finding).unwrap();
-        assert_eq!(letter.stage, "wrap");
-        assert_eq!(letter.class.as_deref(), Some("record_too_large"));
     }
 }

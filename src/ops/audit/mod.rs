@@ -12,16 +12,25 @@
 //! existed has no age; such a resource counts as old (it predates the upgrade), with
 //! `since` unknown.
 //!
+//! - [`problem`]: what a finding is (`Problem`, `Finding`, the `DeadLetterRef` that explains it).
+//! - [`resource`]: one resource's keys, read and parsed.
 //! - [`findings`]: pure: a resource's records in, its findings out (`classify`).
 //! - [`scan`](mod@scan): the paged, one-revision read of the keyspace, one resource at a time.
-//! - [`dead_letters`](mod@dead_letters): the stages' dead letters, indexed by resource, to explain a finding.
+//! - [`dead_letters`](mod@dead_letters): the stages' dead letters, indexed by resource, to explain a
+//!   finding, and the resources known only from them (`dead_letter_only`).
+//! - [`checks`]: warnings for a scan of the wrong keys (a prefix without its `/`, no key
+//!   where the pipeline's queues exist).
 
+pub mod checks;
 pub mod dead_letters;
 pub mod findings;
+pub mod problem;
+pub mod resource;
 pub mod scan;
 
+pub use checks::{pipeline_queues_exist, prefix_warning};
 pub use dead_letters::{dead_letters, DeadLetters};
-pub use findings::{
-    classify, job_state_age, order_of, DeadLetterRef, Finding, Parsed, Problem, Resource, PROBLEMS,
-};
+pub use findings::classify;
+pub use problem::{DeadLetterRef, Finding, Problem, PROBLEMS};
+pub use resource::{job_state_age, order_of, Parsed, Resource};
 pub use scan::{scan, ScanStats, DEFAULT_PAGE_SIZE};

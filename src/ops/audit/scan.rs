@@ -7,7 +7,7 @@ use crate::keys::{Family, Keyspace};
 use crate::plan::Stored;
 use crate::store::{Store, Transient};
 
-use super::findings::Resource;
+use super::resource::Resource;
 
 /// Keys per etcd request of a scan unless told otherwise: five pages of it stay in memory
 /// (about 26 MiB at a million resources; `docs/SCALING.md`).
