@@ -240,7 +240,7 @@ for record in heat_stacks job_state state; do
   if [[ ! -s "$got" ]]; then
     # job_state is removed when the job finishes: its last value from etcd's history, at
     # the revision `show` names (somewhere in that record's block, which ends at a blank line).
-    rev=$(hp show "$RPATH" "$ID" |
+    rev=$(hp show "$RPATH/$ID" |
       sed -n "/^$record: /,/^\$/s/.*last written at revision \([0-9]*\).*/\1/p" | sed -n 1p)
     if [[ -n "$rev" ]]; then
       etcdctl_c get -w json --rev="$rev" "$key" | jq -r '.kvs[0].value // empty' | base64 -d >"$got"

@@ -42,7 +42,7 @@ echo "==> publishing examples/heat_result.port.json" >&2
 ID=$(sed -n 's/.*"resource_id": "\([^"]*\)".*/\1/p' examples/heat_result.port.json)
 PATH_SEGMENT=$(sed -n 's/.*"resource_path": "\([^"]*\)".*/\1/p' examples/heat_result.port.json)
 for _ in $(seq 1 100); do
-  if "$BIN" show "$PATH_SEGMENT" "$ID" | grep -q '"worker_state"'; then
+  if "$BIN" show "$PATH_SEGMENT/$ID" | grep -q '"worker_state"'; then
     break
   fi
   sleep 0.1
@@ -50,4 +50,4 @@ done
 echo "==> the three records of $PATH_SEGMENT/$ID" >&2
 # wrap removes job_state when the job finishes, as the original worker did; `show` then
 # prints its last value from etcd's history.
-"$BIN" show "$PATH_SEGMENT" "$ID"
+"$BIN" show "$PATH_SEGMENT/$ID"

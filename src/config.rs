@@ -16,7 +16,15 @@ use crate::keys::Keyspace;
 use crate::secrets::{read_secret_file, Secret, SettingError, TlsFiles};
 use crate::store::{EtcdUser, StoreConfig};
 
-/// The `--help` heading of the TLS and credential settings.
+// The `--help` headings of the settings every command shares, so that a command's own
+// options stand apart from them in its `--help`.
+
+/// Where the broker and etcd are, and how long etcd may take.
+const CONNECTION: &str = "Connection";
+/// What every process of one pipeline must agree on: the names of its queues and keys, and
+/// the queues' delivery limit (a queue argument).
+const NAMING: &str = "Naming";
+/// TLS files and credentials.
 const SECURITY: &str = "TLS and credentials";
 
 /// The broker and store a process talks to, and the names that isolate one pipeline.
@@ -31,7 +39,8 @@ pub struct Settings {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_default_value = true,
         hide_env_values = true,
-        global = true
+        global = true,
+        help_heading = CONNECTION
     )]
     pub amqp_url: String,
 
@@ -41,7 +50,8 @@ pub struct Settings {
         env = "ETCD_ENDPOINTS",
         default_value = "http://127.0.0.1:2379",
         value_delimiter = ',',
-        global = true
+        global = true,
+        help_heading = CONNECTION
     )]
     pub etcd_endpoints: Vec<String>,
 
@@ -50,25 +60,39 @@ pub struct Settings {
         long,
         env = "PIPELINE_NAME",
         default_value = "heat-pipeline",
-        global = true
+        global = true,
+        help_heading = NAMING
     )]
     pub pipeline_name: String,
 
-    /// Prepended to every etcd key, to isolate tests and tenants.
-    #[arg(long, env = "ETCD_KEY_PREFIX", default_value = "", global = true)]
+    /// Prepended to every etcd key, to isolate tests and tenants; starts with "/" (e.g.
+    /// /tenant-a).
+    #[arg(
+        long,
+        env = "ETCD_KEY_PREFIX",
+        default_value = "",
+        global = true,
+        help_heading = NAMING
+    )]
     pub etcd_key_prefix: String,
 
     /// The API segment of the keys.
-    #[arg(long, env = "ETCD_API_VERSION", default_value = "v2.0", global = true)]
+    #[arg(
+        long,
+        env = "ETCD_API_VERSION",
+        default_value = "v2.0",
+        global = true,
+        help_heading = NAMING
+    )]
     pub etcd_api_version: String,
 
     /// Timeout of each etcd request; a request that takes longer is retried.
-    #[arg(long, env = "ETCD_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "ETCD_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true, help_heading = CONNECTION)]
     pub etcd_timeout: Duration,
 
     /// Deliveries of one message before the broker dead-letters it (x-delivery-limit).
     /// Every process of a pipeline must use the same value.
-    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 20, global = true,
+    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 20, global = true, help_heading = NAMING,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub delivery_limit: u32,
 

@@ -11,6 +11,7 @@ use commands::dlq::DlqArgs;
 use commands::healthcheck::HealthcheckArgs;
 use commands::publish::PublishArgs;
 use commands::reconcile::ReconcileArgs;
+use commands::report::{one_line, Services};
 use commands::show::ShowArgs;
 use commands::status::StatusArgs;
 use heat_pipeline::app::RunSettings;
@@ -18,13 +19,19 @@ use heat_pipeline::config::Settings;
 
 /// Turns OpenStack Heat stack results into the state records kept in etcd.
 #[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
+#[command(
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 done; 2 the command line is wrong; each command's --help lists \
+                  its others."
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,
 
     /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true,
+          help_heading = "Logging")]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -40,10 +47,11 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a stage's consumer (or all three) until SIGTERM or SIGINT, then drain and exit 0.
+    #[command(after_help = RUN_EXIT_CODES)]
     Run(RunSettings),
     /// Publish Heat results (one JSON document per file, or JSON lines) to the input exchange.
     Publish(PublishArgs),
-    /// Print the three records of a resource.
+    /// Print the three records of a resource, named as PATH/ID.
     Show(ShowArgs),
     /// List, replay or purge a stage's dead letters.
     Dlq(DlqArgs),
@@ -56,11 +64,25 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Remove the input exchange's bindings to the normalize and wrap queues that versions
     /// before 0.2 made (run once every process is 0.2 or later: docs/OPERATIONS.md).
+    #[command(after_help = SEAL_EXIT_CODES)]
     Seal,
     /// Exit 0 if a running process answers 200 on its readiness URL (container healthchecks;
     /// the image has no curl).
     Healthcheck(HealthcheckArgs),
 }
+
+/// `run`'s exit codes (its flags are the library's `RunSettings`, so they are said here).
+const RUN_EXIT_CODES: &str = "Exit codes:
+  0  stopped by SIGTERM or SIGINT, after draining
+  1  refused to start, or stopped on an error (the error says why): the HTTP port in use, a
+     setting that cannot work, etcd refusing the credentials, the broker refusing the login,
+     vhost, permissions or queue arguments; an unreachable broker or etcd is waited for
+  2  the command line is wrong";
+
+const SEAL_EXIT_CODES: &str = "Exit codes:
+  0  sealed (or already sealed)
+  1  the broker could not be reached or refused (the error says why)
+  2  the command line is wrong";
 
 /// jemalloc instead of glibc's malloc: about a fifth less CPU per message, since records
 /// and hand-offs of tens of KiB cost glibc fresh pages (and their faults) again and again.
@@ -87,10 +109,11 @@ async fn main() -> ExitCode {
         Cli::command().error(kind, error).exit();
     }
     init_logging(cli.log_format);
+    let services = Services::of(&cli.settings);
     match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error, &services));
             ExitCode::FAILURE
         }
     }

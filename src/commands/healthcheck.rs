@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes:
+  0  the process answered 200: ready
+  1  it answered otherwise (not ready) or did not answer: the status or error is printed
+  2  the command line is wrong")]
 pub(crate) struct HealthcheckArgs {
     /// The URL to ask.
     #[arg(long, default_value = "http://127.0.0.1:9464/readyz")]

@@ -9,7 +9,14 @@ use heat_pipeline::config::Settings;
 use heat_pipeline::ops::publish;
 use tokio::io::AsyncReadExt;
 
+use super::progress;
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Exit codes:
+  0  every message was confirmed by the broker
+  1  a file could not be read or is not a Heat result (nothing was published then), or the
+     broker could not be reached or did not confirm every message (the error says why)
+  2  the command line is wrong")]
 pub(crate) struct PublishArgs {
     /// Files to publish; `-` reads standard input.
     #[arg(required = true)]
@@ -42,14 +49,14 @@ pub(crate) async fn publish(settings: Settings, args: PublishArgs) -> anyhow::Re
     if !args.no_validate {
         publish::validate(&documents)?;
     }
-    let confirmed = publish::publish(&amqp, &settings.topology(), &documents)
-        .await
-        .with_context(|| {
-            format!(
-                "publishing to {}",
-                heat_pipeline::amqp::redact_url(&settings.amqp_url)
-            )
-        })?;
+    let bar = progress::bar("publishing", documents.len() as u64);
+    let confirmed = publish::publish(&amqp, &settings.topology(), &documents, |confirmed| {
+        bar.set_position(confirmed as u64)
+    })
+    .await
+    .with_context(|| format!("publishing to {amqp}"));
+    bar.finish_and_clear();
+    let confirmed = confirmed?;
     println!(
         "{confirmed} of {} message(s) confirmed by the broker (exchange {})",
         documents.len(),

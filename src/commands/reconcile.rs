@@ -1,6 +1,6 @@
 //! `heat-pipeline reconcile PATH/ID... | --all-stuck`: re-drives resources through the
-//! stages (the library's `reconcile`) and prints what it did; exit 1 when one could not be
-//! re-driven.
+//! stages (the library's `reconcile`) and prints what it did, one line (or one JSON object)
+//! per resource; exit 1 when one could not be re-driven.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -8,14 +8,25 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use heat_pipeline::config::Settings;
 use heat_pipeline::ops::audit::{self, Problem};
-use heat_pipeline::ops::reconcile::{self, Remedy};
+use heat_pipeline::ops::reconcile::{self, Reconciled, Remedy};
 use heat_pipeline::store::Store;
+use serde_json::json;
+
+use super::format::Format;
+use super::progress;
+use super::resource::{self, ResourceRef};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["resources", "all_stuck"])))]
+#[command(after_help = "Exit codes:
+  0  every resource was re-driven, or had nothing half done
+  1  a resource cannot be re-driven (its line says why), or etcd or the broker failed (the
+     error says why)
+  2  the command line is wrong (a resource without its \"/\", say)")]
 pub(crate) struct ReconcileArgs {
     /// Resources as `PATH/ID`, e.g. `ports/23464cbc-d910-430a-93f7-3776ea07f992`.
-    resources: Vec<String>,
+    #[arg(value_name = "PATH/ID", value_parser = resource::parse)]
+    resources: Vec<ResourceRef>,
     /// Every resource `audit` finds stuck or behind (older than `--older-than`).
     #[arg(long)]
     all_stuck: bool,
@@ -25,63 +36,111 @@ pub(crate) struct ReconcileArgs {
     /// Say what would be done; publish and replay nothing.
     #[arg(long)]
     dry_run: bool,
+    /// `text`: one line per resource; `json`: one JSON object per resource, per line.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 pub(crate) async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    if let Some(warning) = audit::prefix_warning(&settings.etcd_key_prefix) {
+        eprintln!("warning: {warning}");
+    }
     let url = settings.amqp_config()?;
     let topology = settings.topology();
     let keys = settings.keyspace();
-    let store = Store::connect(&settings.store_config()?).await?;
-    let mut targets = Vec::new();
-    for resource in &args.resources {
-        let Some((path, id)) = resource.split_once('/') else {
-            anyhow::bail!("{resource:?} is not PATH/ID (e.g. ports/<id>)");
-        };
-        targets.push((path.to_string(), id.to_string()));
-    }
+    let store = Store::connect_checked(&settings.store_config()?).await?;
+    let mut targets = args.resources.clone();
     if args.all_stuck {
         let now = SystemTime::now();
+        let bar = progress::counter("finding stuck jobs among", "resources");
         audit::scan(&store, &keys, audit::DEFAULT_PAGE_SIZE, |resource| {
+            bar.inc(1);
             let half_done = audit::classify(&resource, &keys, now, args.older_than)
                 .iter()
                 .any(|f| matches!(f.problem, Problem::Stuck | Problem::Behind));
             if half_done {
-                targets.push((resource.path, resource.id));
+                targets.push(ResourceRef {
+                    path: resource.path,
+                    id: resource.id,
+                });
             }
         })
         .await
         .context("scanning etcd")?;
+        bar.finish_and_clear();
     }
+    let bar = progress::bar("re-driving", targets.len() as u64);
     let mut failed = 0;
-    for (path, id) in &targets {
+    for target in &targets {
+        let ResourceRef { path, id } = target;
         let done = reconcile::reconcile(&store, &url, &topology, &keys, path, id, args.dry_run)
             .await
-            .with_context(|| format!("{path}/{id}"))?;
-        let verb = match (&done.action, args.dry_run) {
-            (Remedy::Replayed { letters }, false) => {
-                format!("replayed {} dead letter(s)", letters.len())
-            }
-            (Remedy::Replayed { letters }, true) => {
-                format!("would replay {} dead letter(s)", letters.len())
-            }
-            (Remedy::Published { stage, version }, false) => {
-                format!("re-drove version {version} to {stage}")
-            }
-            (Remedy::Published { stage, version }, true) => {
-                format!("would re-drive version {version} to {stage}")
-            }
-            (Remedy::Nothing, _) => "nothing to do".to_string(),
-            (Remedy::Cannot, _) => "cannot re-drive".to_string(),
-        };
-        println!("{path}/{id}: {verb}: {}", done.detail);
+            .with_context(|| target.to_string())?;
+        bar.suspend(|| match args.format {
+            Format::Text => println!("{target}: {}: {}", verb(&done, args.dry_run), done.detail),
+            Format::Json => println!("{}", to_json(&done, args.dry_run)),
+        });
+        bar.inc(1);
         failed += usize::from(done.failed());
     }
-    if targets.is_empty() {
+    bar.finish_and_clear();
+    if targets.is_empty() && args.format == Format::Text {
         println!("nothing to reconcile");
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// What was done, in words.
+fn verb(done: &Reconciled, dry_run: bool) -> String {
+    match (&done.action, dry_run) {
+        (Remedy::Replayed { letters }, false) => {
+            format!("replayed {} dead letter(s)", letters.len())
+        }
+        (Remedy::Replayed { letters }, true) => {
+            format!("would replay {} dead letter(s)", letters.len())
+        }
+        (Remedy::Published { stage, version }, false) => {
+            format!("re-drove version {version} to {stage}")
+        }
+        (Remedy::Published { stage, version }, true) => {
+            format!("would re-drive version {version} to {stage}")
+        }
+        (Remedy::Nothing, _) => "nothing to do".to_string(),
+        (Remedy::Cannot, _) => "cannot re-drive".to_string(),
+    }
+}
+
+/// `{"resource", "action": "replayed"|"published"|"nothing"|"cannot", "dry_run", "stage",
+/// "version", "letters": [{"stage", "why"}], "detail"}`.
+fn to_json(done: &Reconciled, dry_run: bool) -> serde_json::Value {
+    let (action, stage, version, letters) = match &done.action {
+        Remedy::Replayed { letters } => {
+            let letters: Vec<_> = letters
+                .iter()
+                .map(|(stage, why)| json!({"stage": stage.as_str(), "why": why}))
+                .collect();
+            ("replayed", None, None, letters)
+        }
+        Remedy::Published { stage, version } => (
+            "published",
+            Some(stage.as_str()),
+            Some(*version),
+            Vec::new(),
+        ),
+        Remedy::Nothing => ("nothing", None, None, Vec::new()),
+        Remedy::Cannot => ("cannot", None, None, Vec::new()),
+    };
+    json!({
+        "resource": format!("{}/{}", done.path, done.id),
+        "action": action,
+        "dry_run": dry_run,
+        "stage": stage,
+        "version": version,
+        "letters": letters,
+        "detail": done.detail,
     })
 }

@@ -84,11 +84,13 @@ pub fn validate(documents: &[Document]) -> Result<(), InputError> {
 }
 
 /// Publishes `documents` to the input exchange, persistent and mandatory, and waits for
-/// every confirm. Returns how many the broker confirmed.
+/// every confirm. Returns how many the broker confirmed; `on_confirmed` is told each time one
+/// more is (the command's progress bar).
 pub async fn publish(
     url: &amqp::AmqpConfig,
     topology: &Topology,
     documents: &[Document],
+    mut on_confirmed: impl FnMut(usize),
 ) -> Result<usize, PublishError> {
     let (connection, _node) = amqp::connect(url, "publish").await?;
     let channel = amqp::confirm_channel(&connection).await?;
@@ -104,6 +106,7 @@ pub async fn publish(
         )
         .await?;
         confirmed += 1;
+        on_confirmed(confirmed);
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(confirmed)

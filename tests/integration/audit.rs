@@ -249,7 +249,7 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     );
 
     // show: each record's revision, stage, time, version and trace id.
-    let shown = run_bin(pipeline.command(&["show", "ports", SEED_ID])).await;
+    let shown = run_bin(pipeline.command(&["show", &format!("ports/{SEED_ID}")])).await;
     assert_eq!(shown.status.code(), Some(0), "{shown:?}");
     for stage in ["capture", "normalize", "wrap"] {
         assert!(

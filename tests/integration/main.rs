@@ -11,6 +11,7 @@ mod amqps;
 mod alerts;
 mod audit;
 mod cache;
+mod cli;
 mod cluster;
 mod dlq;
 mod faults;

@@ -20,7 +20,7 @@ async fn three_stage_processes_produce_the_seed_records() {
 
     pipeline.assert_seed_records().await;
 
-    let shown = pipeline.run(&["show", "ports", SEED_ID]);
+    let shown = pipeline.run(&["show", &format!("ports/{SEED_ID}")]);
     assert!(shown.status.success());
     let shown = shown.stdout;
     assert!(

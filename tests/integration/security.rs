@@ -194,7 +194,10 @@ async fn the_pipeline_runs_against_etcd_with_tls_client_certificates_and_a_passw
     let mut show_env = env.clone();
     show_env.retain(|(name, _)| *name != "ETCD_PASSWORD_FILE");
     show_env.push(("ETCD_PASSWORD", ROOT_PASSWORD.into()));
-    let shown = run(&mut command(&show_env, &["show", "ports", SEED_ID]));
+    let shown = run(&mut command(
+        &show_env,
+        &["show", &format!("ports/{SEED_ID}")],
+    ));
     assert!(shown.status.success(), "{}", shown.stderr);
     assert!(shown
         .stdout
@@ -305,8 +308,7 @@ fn a_password_in_amqp_url_on_the_command_line_is_refused() {
             "--amqp-url",
             "amqp://app:secret@127.0.0.1:5672/%2f",
             "show",
-            "ports",
-            SEED_ID,
+            &format!("ports/{SEED_ID}"),
         ],
     ));
     let stderr = &output.stderr;
