@@ -21,6 +21,7 @@ pub mod amqp;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod guess;
 pub mod keys;
 pub mod lifecycle;
 pub mod message;

@@ -8,13 +8,15 @@ use lapin::BasicProperties;
 use tracing::Instrument;
 
 use super::acks::BatcherStopped;
+use super::cache::lock;
 use super::headers;
 use super::link::SessionLink;
 use super::sequencer::Turn;
 use super::worker::{store_backoff, Worker};
 use crate::amqp::{header_str, PublishError};
 use crate::error::Rejection;
-use crate::plan::{Decision, Lineage, Outcome, Snapshot};
+use crate::guess::{self, Next};
+use crate::plan::{Decision, Lineage, Outcome};
 use crate::stages::{Stage, StageName};
 use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
@@ -133,28 +135,12 @@ async fn process<S: Stage>(
     Ok(())
 }
 
-/// What the message most likely finds, without asking etcd: what the stage infers from the
-/// message ([`Stage::inferred`]) completed from what this process last committed or read
-/// there (an update, or a later result of the same job, of a resource it handled before);
-/// else the stage's guess for a first version ([`Stage::expected`]). `None`: read first.
-fn guess<S: Stage>(worker: &Worker<S>, input: &S::Input, reads: &[String]) -> Option<Snapshot> {
-    let mut guess = worker.stage.inferred(input);
-    let remembered = {
-        let mut cache = worker.cache.lock().expect("not poisoned");
-        cache.complete(&mut guess, reads)
-    };
-    if remembered {
-        return Some(guess);
-    }
-    // `complete` left the inferred keys untouched: the first-version guess builds on them.
-    worker.stage.expected(input, reads, guess)
-}
-
-/// Decides and commits until a commit goes through (or no write is needed). It starts
-/// from a guess of what is stored ([`guess`]), so that the usual message, first version or
-/// update, costs one etcd request; a wrong guess, like a conflict with another process,
-/// returns the keys as they stand and the stage decides again on those. Transient store
-/// errors are retried forever (see [`store_backoff`]); only a rejection returns.
+/// Decides and commits until a decision stands. It starts from a guess of what is stored
+/// ([`guess::snapshot`]), so that the usual message, first version or update, costs one
+/// etcd request; a wrong guess, like a conflict with another process, returns the keys as
+/// they stand and the stage decides again on those ([`crate::guess`] says why that is
+/// safe). Transient store errors are retried forever (see [`store_backoff`]); only a
+/// rejection returns.
 ///
 /// The decision comes back without its writes: they went to the stage's cache.
 async fn apply<S: Stage>(
@@ -165,50 +151,42 @@ async fn apply<S: Stage>(
     let (stage, store) = (&worker.stage, &worker.store);
     let max_request_bytes = worker.pipeline.options.max_request_bytes;
     let reads = stage.reads(input);
-    let learn = |snapshot: &Snapshot| worker.cache.lock().expect("not poisoned").learn(snapshot);
+    let cache = || lock(&worker.cache);
     let read = || async {
         let snapshot = store.read(reads.clone()).await.map_err(|e| match e {
             StepError::Rejected(_) => backoff::Error::permanent(e),
             StepError::Transient(_) => backoff::Error::transient(e),
         })?;
-        learn(&snapshot);
+        guess::learn_read(&snapshot, cache);
         Ok::<_, backoff::Error<StepError>>(snapshot)
     };
     let attempt = || async {
-        let mut snapshot = match guess(worker, input, &reads) {
+        let mut snapshot = match guess::snapshot(stage, input, &reads, cache) {
             Some(guess) => guess,
             None => read().await?,
         };
         loop {
-            let guessed = snapshot.is_guess();
-            let mut decision = stage
-                .decide(input, &snapshot, lineage)
+            let next = guess::decide(stage, input, &snapshot, lineage, max_request_bytes)
                 .map_err(|r| backoff::Error::permanent(r.into()))?;
-            if let Err(rejection) = decision.check_size(max_request_bytes, snapshot.guard_size()) {
-                if guessed {
-                    // The guess's guards are part of the request: read, and guard by revision.
+            let mut decision = match next {
+                Next::Done(decision) => return Ok(decision),
+                Next::Read => {
                     snapshot = read().await?;
                     continue;
                 }
-                return Err(backoff::Error::permanent(rejection.into()));
-            }
-            // A decision on what was read needs no commit when it writes nothing; one on a
-            // guess does, to confirm the guess (a read-only transaction).
-            if decision.writes.is_empty() && !guessed {
-                return Ok(decision);
-            }
+                Next::Commit(decision) => decision,
+            };
+            let guessed = snapshot.is_guess();
             match store
                 .commit(snapshot, std::mem::take(&mut decision.writes))
                 .await
             {
                 Ok((Commit::Applied { revision }, writes)) => {
-                    let writes = stage.anticipate(input, writes);
-                    let mut cache = worker.cache.lock().expect("not poisoned");
-                    cache.applied(writes, revision);
+                    guess::learn_commit(stage, input, writes, revision, cache);
                     return Ok(decision);
                 }
                 Ok((Commit::Changed(found), _)) => {
-                    learn(&found);
+                    guess::learn_read(&found, cache);
                     StoreRetried {
                         stage: stage.name(),
                         cause: if guessed {

@@ -13,9 +13,10 @@ pub use normalize::Normalize;
 pub use wrap::Wrap;
 
 use crate::error::Rejection;
+use crate::lifecycle::Phase;
 use crate::message::Job;
 use crate::plan::{Decision, Lineage, Outcome, Snapshot, Write};
-use crate::records::OrderKey;
+use crate::records::{Order, OrderKey};
 
 /// Which stage a process runs; names queues, routing keys, logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,8 +72,9 @@ impl FromStr for StageName {
     }
 }
 
-/// One step of the pipeline. The runner drives it: decode, read [`Stage::reads`], call
-/// [`Stage::decide`], commit the writes, hand off, ack.
+/// One step of the pipeline. The runner drives it: decode, guess or read [`Stage::reads`]
+/// (the guess hooks, `inferred`, `expected` and `removed_later`, serve [`crate::guess`]),
+/// call [`Stage::decide`], commit the writes, hand off, ack.
 pub trait Stage: Send + Sync + 'static {
     /// The decoded message.
     type Input: Send + Sync + 'static;
@@ -88,17 +90,18 @@ pub trait Stage: Send + Sync + 'static {
     /// The etcd keys [`Stage::decide`] looks at; the commit is guarded on all of them.
     fn reads(&self, input: &Self::Input) -> Vec<String>;
 
-    /// What the message most likely finds at [`Stage::reads`], so that the runner can
-    /// commit at once instead of reading first: one etcd request per message instead of
-    /// two. A wrong guess is safe (the commit's guards fail and return what is there, and
-    /// the stage decides again); `None` means read first.
+    /// A job's first version: what the message most likely finds at [`Stage::reads`] when
+    /// the stage's cache does not know them ([`crate::guess`] says when each source is
+    /// asked, and why a wrong guess costs only a retry); `None` means read first.
     ///
     /// `reads` and `inferred` are this input's [`Stage::reads`] and [`Stage::inferred`],
-    /// which the runner has computed already: passed in so that no message builds its keys
+    /// which the caller has computed already: passed in so that no message builds its keys
     /// or copies its inferred records twice.
     ///
-    /// The default guesses a new resource (nothing stored yet) for a job's first version,
-    /// and reads for a later one, which usually finds the earlier version's records.
+    /// It may assume the usual case, a first version's first delivery: a redelivery that
+    /// finds records costs a retry. The default guesses a new resource (nothing stored yet)
+    /// for a job's first version, and reads for a later one, which usually finds the earlier
+    /// version's records.
     fn expected(
         &self,
         input: &Self::Input,
@@ -116,22 +119,25 @@ pub trait Stage: Send + Sync + 'static {
     }
 
     /// The keys whose content the message itself tells, whatever the version (wrap: the
-    /// job_state and order normalize wrote, carried in the hand-off). The runner completes
-    /// the rest from what this process last committed or read, so that an update costs one
-    /// etcd request too. By default nothing.
+    /// job_state and order normalize wrote, carried in the hand-off), assumed by value. It
+    /// may assume only what the message says; since each assumed byte is sent again as a
+    /// guard, a large value is better left out (read or remembered). By default nothing.
     fn inferred(&self, _input: &Self::Input) -> Snapshot {
         Snapshot::default()
     }
 
-    /// What this stage's committed `writes` will most likely have become when the stage next
-    /// sees the resource, for the runner's cache: another stage may act on them (normalize's
-    /// job_state is removed by wrap once its job is final). A wrong anticipation costs one
-    /// retry, like any stale guess. By default the writes as committed.
-    fn anticipate(&self, _input: &Self::Input, writes: Vec<Write>) -> Vec<Write> {
-        writes
+    /// The keys among this stage's writes for `input` that another stage will most likely
+    /// have removed when this stage next sees the resource (normalize: a final job's
+    /// job_state, see `wrap_removes_job_state`). The cache remembers them absent, which a
+    /// commit checks like any guess; only keys, never bytes, so it cannot vouch for a
+    /// value. By default none.
+    fn removed_later(&self, _input: &Self::Input) -> Vec<String> {
+        Vec::new()
     }
 
     /// The step itself. Pure: the same input, snapshot and lineage give the same decision.
+    /// Any key of the snapshot may be a guess (the commit confirms it), so it must not
+    /// assume the snapshot was read.
     /// `lineage` (this delivery's time and trace id) is only copied into heat-pipeline's
     /// own order or lineage keys, never into a record.
     fn decide(
@@ -140,6 +146,13 @@ pub trait Stage: Send + Sync + 'static {
         snapshot: &Snapshot,
         lineage: &Lineage,
     ) -> Result<Decision, Rejection>;
+}
+
+/// Whether wrap, handling a job, removes the job_state that job's normalize wrote under
+/// `order`: only a final result's, since a running job's job_state waits for its final one.
+/// Wrap applies the rule; normalize anticipates it for its cache ([`Stage::removed_later`]).
+fn wrap_removes_job_state(order: Order) -> bool {
+    order.phase == Phase::Final
 }
 
 /// The version guard shared by capture and normalize, whose records carry no version: the
@@ -267,31 +280,6 @@ pub(crate) mod test_support {
             .expect("decides");
         apply(store, &decision);
         decision
-    }
-
-    /// Whether `stage`'s guess for `body` is what `store` holds (`None`: no guess), and if
-    /// so, that deciding on the guess gives the decision that deciding on a read gives.
-    pub fn guess_holds<S: Stage>(
-        stage: &S,
-        store: &[(String, Vec<u8>)],
-        body: &[u8],
-    ) -> Option<bool> {
-        let input = stage.decode(body).expect("decodes");
-        let guess = stage.expected(&input, &stage.reads(&input), stage.inferred(&input))?;
-        assert!(guess.is_guess());
-        let view: Vec<(&str, &[u8])> = store
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        let read = snapshot(&stage.reads(&input), &view);
-        let holds = guess.holds_in(&read);
-        if holds {
-            assert_eq!(
-                stage.decide(&input, &guess, &lineage()),
-                stage.decide(&input, &read, &lineage())
-            );
-        }
-        Some(holds)
     }
 
     pub fn get<'a>(store: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a [u8]> {

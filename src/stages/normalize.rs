@@ -1,12 +1,12 @@
 //! Stage 2: the heat_stacks record becomes the job_state record.
 
-use super::{guarded_write, Stage, StageName};
+use super::{guarded_write, wrap_removes_job_state, Stage, StageName};
 use crate::error::Rejection;
 use crate::keys::Keyspace;
-use crate::lifecycle::{classify, Phase};
+use crate::lifecycle::classify;
 use crate::message::Job;
 use crate::outputs::OutputsForm;
-use crate::plan::{Decision, Lineage, Snapshot, Write};
+use crate::plan::{Decision, Lineage, Snapshot};
 use crate::records::{
     encode, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
 };
@@ -37,21 +37,20 @@ impl Stage for Normalize {
         vec![keys.job_state, keys.job_state_order]
     }
 
-    /// A final job's job_state is removed by wrap when it writes `/state`: by the next
-    /// version, it is most likely gone.
-    fn anticipate(&self, input: &NormalizeRequest, writes: Vec<Write>) -> Vec<Write> {
-        let progress = classify(input.job.action, &input.heat_stack.stack_status);
-        if progress.map_or(true, |p| p.phase() != Phase::Final) {
-            return writes;
+    /// This job's job_state, if wrap will remove it (`wrap_removes_job_state`): by the
+    /// next version, it is most likely gone.
+    fn removed_later(&self, input: &NormalizeRequest) -> Vec<String> {
+        let Ok(progress) = classify(input.job.action, &input.heat_stack.stack_status) else {
+            return Vec::new();
+        };
+        let order = Order {
+            version: input.job.version,
+            phase: progress.phase(),
+        };
+        if !wrap_removes_job_state(order) {
+            return Vec::new();
         }
-        let job_state = self.keys.for_job(&input.job).job_state;
-        writes
-            .into_iter()
-            .map(|write| match write {
-                Write::Put { key, .. } if key == job_state => Write::Delete { key },
-                other => other,
-            })
-            .collect()
+        vec![self.keys.for_job(&input.job).job_state]
     }
 
     fn decide(
@@ -113,21 +112,13 @@ mod tests {
         let mut store = vec![];
         let handoff = step(&capture, &mut store, SEED_INPUT).handoff.unwrap();
         let input = normalize.decode(&handoff).unwrap();
-        let writes = normalize
-            .decide(&input, &snapshot(&normalize.reads(&input), &[]), &lineage())
-            .unwrap()
-            .writes;
-        let anticipated = normalize.anticipate(&input, writes.clone());
-        assert_eq!(anticipated.len(), writes.len());
-        assert!(anticipated.contains(&Write::Delete {
-            key: SEED_KEY.to_string()
-        }));
+        assert_eq!(normalize.removed_later(&input), vec![SEED_KEY.to_string()]);
         // A running job keeps its job_state until its final result.
         let running = String::from_utf8(handoff)
             .unwrap()
             .replace("CREATE_COMPLETE", "CREATE_IN_PROGRESS");
         let input = normalize.decode(running.as_bytes()).unwrap();
-        assert_eq!(normalize.anticipate(&input, writes.clone()), writes);
+        assert_eq!(normalize.removed_later(&input), Vec::<String>::new());
     }
 
     #[test]

@@ -16,6 +16,7 @@ const PURE: &[&str] = &[
     "plan.rs",
     "error.rs",
     "stages",
+    "guess",
 ];
 
 /// What a pure module must not name: the crate's adapters and wiring, and the I/O crates.
