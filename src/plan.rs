@@ -1,9 +1,10 @@
 //! The data a stage's pure step works on: what it read, and what it decided to do.
 //!
-//! Stages never talk to etcd or RabbitMQ. The runner reads a [`Snapshot`], the stage
-//! returns a [`Decision`], and the store commits the decision only if nothing it read has
-//! changed since (an optimistic transaction), so two processes handling the same resource
-//! at once cannot both win.
+//! Stages never talk to etcd or RabbitMQ. The runner reads or guesses a [`Snapshot`], the
+//! stage returns a [`Decision`], and the store commits the decision only if every key still
+//! holds what the snapshot says (an optimistic transaction), so two processes handling the
+//! same resource at once cannot both win, and a wrong guess only costs a retry
+//! ([`crate::guess`] makes that argument).
 
 use std::collections::BTreeMap;
 
@@ -48,13 +49,9 @@ enum Entry {
     Remembered(Option<Stored>),
 }
 
-/// The keys a stage looks at, either as they stood at one etcd revision or as the stage
-/// expects to find them ([`crate::stages::Stage::expected`]). An absent key maps to `None`,
-/// which the commit guard checks too (the key must still be absent).
-///
-/// A guessed snapshot is as safe as a read one: a decision is a pure function of the
-/// values, and the commit goes through only if every key still holds what the decision
-/// saw, so a wrong guess costs a retry, never a wrong record.
+/// The keys a stage looks at, either as they stood at one etcd revision or as guessed
+/// ([`crate::guess`]). An absent key maps to `None`, which the commit guard checks too (the
+/// key must still be absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     entries: BTreeMap<String, Entry>,
@@ -88,7 +85,7 @@ impl Snapshot {
         self.entries.contains_key(key)
     }
 
-    /// The keys whose value and revision are known (read, or remembered), for a cache.
+    /// The keys whose value and revision are known (read, or remembered), for the cache.
     pub fn known(&self) -> impl Iterator<Item = (&str, Option<&Stored>)> {
         self.entries.iter().filter_map(|(key, entry)| match entry {
             Entry::Read(stored) | Entry::Remembered(stored) => {
@@ -96,13 +93,6 @@ impl Snapshot {
             }
             Entry::Assumed(_) => None,
         })
-    }
-
-    /// Adds `other`'s keys that this snapshot does not have.
-    pub fn fill_from(&mut self, other: Snapshot) {
-        for (key, entry) in other.entries {
-            self.entries.entry(key).or_insert(entry);
-        }
     }
 
     /// Whether any key was guessed rather than read: a decision on it must be confirmed
