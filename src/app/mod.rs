@@ -32,7 +32,7 @@ use crate::store::{ConnectError, Store};
 use crate::telemetry::{self, health::Health};
 
 pub use audit::AuditEvery;
-pub use config::{AppConfig, RunSettings, StageChoice};
+pub use config::{AppConfig, RunSettings, StageChoice, AUDITOR_DEFAULT_EVERY};
 pub use signals::cancel_on_signal;
 
 /// Why a process could not start or did not stop cleanly.

@@ -42,11 +42,14 @@ pub(super) fn max_body_bytes(max_request_bytes: usize) -> usize {
 /// [`MAX_HEADER_BYTES`], or a header name or short string that is not UTF-8 (which the
 /// AMQP client reads as U+FFFD: `vendor/README.md`).
 pub(super) fn admit(delivery: &Delivery, max_body: usize) -> Result<(), Rejection> {
-    let too_large = |what: String| Err(Rejection::new(RejectKind::InvalidMessage, what));
     if delivery.data.len() > max_body {
-        return too_large(format!(
+        // Its record could never be written: the same class as etcd's own refusal.
+        return Err(Rejection::new(
+            RejectKind::RecordTooLarge,
+            format!(
             "the body is {} bytes, over the {max_body}-byte limit (twice ETCD_MAX_REQUEST_BYTES)",
             delivery.data.len()
+        ),
         ));
     }
     let Some(headers) = delivery.properties.headers() else {
@@ -54,9 +57,9 @@ pub(super) fn admit(delivery: &Delivery, max_body: usize) -> Result<(), Rejectio
     };
     let size = table_size(headers);
     if size > MAX_HEADER_BYTES {
-        return too_large(format!(
+        return Err(Rejection::invalid(format!(
             "the headers are {size} bytes, over the {MAX_HEADER_BYTES}-byte limit"
-        ));
+        )));
     }
     if table_has_replacement(headers) {
         return Err(Rejection::invalid(
