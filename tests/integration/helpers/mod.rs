@@ -14,6 +14,7 @@ pub mod faults;
 pub mod pki;
 pub mod process;
 pub mod rabbit;
+pub mod raw_amqp;
 mod services;
 
 use std::net::SocketAddr;
