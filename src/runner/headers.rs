@@ -39,8 +39,9 @@ pub(super) fn max_body_bytes(max_request_bytes: usize) -> usize {
 }
 
 /// Refuses a delivery no stage should parse: a body over `max_body` bytes, headers over
-/// [`MAX_HEADER_BYTES`], or a header name or short string that is not UTF-8 (which the
-/// AMQP client reads as U+FFFD: `vendor/README.md`).
+/// [`MAX_HEADER_BYTES`], or a header name, a short string or a property (`message_id`,
+/// `content_type`, ...) that is not UTF-8 (which the AMQP client reads as U+FFFD:
+/// `vendor/README.md`).
 pub(super) fn admit(delivery: &Delivery, max_body: usize) -> Result<(), Rejection> {
     if delivery.data.len() > max_body {
         // Its record could never be written: the same class as etcd's own refusal.
@@ -51,6 +52,33 @@ pub(super) fn admit(delivery: &Delivery, max_body: usize) -> Result<(), Rejectio
             delivery.data.len()
         ),
         ));
+    }
+    let p = &delivery.properties;
+    let properties = [
+        p.content_type(),
+        p.content_encoding(),
+        p.correlation_id(),
+        p.reply_to(),
+        p.expiration(),
+        p.message_id(),
+        p.kind(),
+        p.user_id(),
+        p.app_id(),
+        p.cluster_id(),
+    ];
+    if let Some(name) = properties
+        .iter()
+        .zip(PROPERTY_NAMES)
+        .find_map(|(value, name)| {
+            value
+                .as_ref()
+                .filter(|v| has_replacement(v.as_str()))
+                .map(|_| name)
+        })
+    {
+        return Err(Rejection::invalid(format!(
+            "the {name} property is not valid UTF-8"
+        )));
     }
     let Some(headers) = delivery.properties.headers() else {
         return Ok(());
@@ -157,6 +185,20 @@ pub(super) fn published_at(delivery: &Delivery) -> Option<i64> {
         _ => None,
     }
 }
+
+/// The short-string properties [`admit`] checks, in its order.
+const PROPERTY_NAMES: [&str; 10] = [
+    "content_type",
+    "content_encoding",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+];
 
 /// A header table's size on the wire, near enough: names, type tags and values.
 fn table_size(table: &FieldTable) -> usize {
