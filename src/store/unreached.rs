@@ -36,7 +36,7 @@ pub(super) enum Unreached {
     Silent(String),
     /// Something answered, but not as etcd's gRPC does: another service's port.
     Stranger(String),
-    /// The connection was closed before any answer.
+    /// The connection was closed (or broke) before any answer.
     Closed,
 }
 
@@ -78,6 +78,9 @@ impl Unreached {
             Code::Unavailable | Code::DeadlineExceeded => {
                 Some(Unreached::Silent(reason(message, source)))
             }
+            // A status with a source is the client's own, from its transport (a broken pipe,
+            // a reset): etcd's answers carry none.
+            _ if source.is_some() => Some(Unreached::Closed),
             _ => None,
         }
     }
