@@ -165,8 +165,9 @@ fn explain(broker: &AmqpConfig, node: &Node, error: lapin::Error) -> lapin::Erro
 }
 
 /// A node that took longer than [`NODE_TIMEOUT`]: not answering, unless its port accepts a
-/// TCP connection at once, which means something listens there and kept silent (etcd's port,
-/// say).
+/// TCP connection at once, which means something listens there and kept silent: another
+/// service (etcd's port, say), or a broker paused or overloaded, whose kernel still takes
+/// connections; the reason names both.
 async fn timed_out(node: &Node) -> lapin::Error {
     let authority = &node.uri.authority;
     let address = (authority.host.as_str(), authority.port);
@@ -179,7 +180,9 @@ async fn timed_out(node: &Node) -> lapin::Error {
     let failure = if listening {
         ConnectFailure::NotAmqp {
             node,
-            reason: format!("no AMQP handshake within {NODE_TIMEOUT:?}"),
+            reason: format!(
+                "no AMQP handshake within {NODE_TIMEOUT:?}: another service, or a paused broker"
+            ),
         }
     } else {
         ConnectFailure::NotAnswering {

@@ -267,7 +267,7 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
     let line = one_error_line(&ran);
     let expected = format!(
         "error: amqp://guest:****@{etcd}/%2f did not answer as an AMQP broker (no AMQP handshake \
-         within 4s); check AMQP_URL"
+         within 4s: another service, or a paused broker); check AMQP_URL"
     );
     assert_eq!(line, expected);
 
