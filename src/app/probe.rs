@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::store::{describe_failure, Store};
 use crate::telemetry::events::{InFlight, StoreOutage};
 use crate::telemetry::health::Health;
 
@@ -57,7 +57,7 @@ pub(super) async fn probe_store(
                 outage = None;
             }
             (Err(error), None) => {
-                let error = error.brief();
+                let error = describe_failure(&endpoints, &error);
                 StoreOutage::Began {
                     endpoints: &endpoints,
                     error: &error,
@@ -76,7 +76,7 @@ pub(super) async fn probe_store(
                     lasting.last_line = now;
                     StoreOutage::Lasts {
                         endpoints: &endpoints,
-                        error: &error.brief(),
+                        error: &describe_failure(&endpoints, &error),
                         since: now - lasting.since,
                     }
                     .emit();

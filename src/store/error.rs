@@ -40,31 +40,6 @@ impl Transient {
         }
     }
 
-    /// One short line for a log: etcd's own message and the deepest cause ("etcd get
-    /// failed: tcp connect error: Connection refused (os error 111)"), without the gRPC
-    /// status dump that the error's `Display` gives.
-    pub fn brief(&self) -> String {
-        let Transient::Request { op, source } = self else {
-            return self.to_string();
-        };
-        let mut text = match &**source {
-            etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
-            other => other.to_string(),
-        };
-        let mut deepest: Option<&dyn std::error::Error> = None;
-        let mut cause = std::error::Error::source(&**source);
-        while let Some(next) = cause {
-            deepest = Some(next);
-            cause = next.source();
-        }
-        if let Some(deepest) = deepest.map(|e| e.to_string()) {
-            if !text.contains(&deepest) {
-                text = format!("{text}: {deepest}");
-            }
-        }
-        format!("etcd {op} failed: {text}")
-    }
-
     pub(super) fn request(op: &'static str, error: etcd_client::Error) -> Transient {
         Transient::Request {
             op,
