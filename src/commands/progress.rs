@@ -1,7 +1,7 @@
-//! Progress of the long commands (`audit`, `publish`, `reconcile --all-stuck`) on a
-//! terminal, with indicatif. On stderr, like the logs, so stdout stays the command's
-//! output; hidden when stderr is not a terminal, so a log file or a pipe gets no escape
-//! codes and a script sees the same output as before.
+//! Progress of the long commands (`audit`, `publish`, `reconcile --all-stuck`, `dlq
+//! replay`) on a terminal, with indicatif. On stderr, like the logs, so stdout stays the
+//! command's output; hidden when stderr is not a terminal, so a log file or a pipe gets no
+//! escape codes and a script sees the same output as before.
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::io;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::helpers::process::{run, Process, Ran};
+use crate::helpers::process::{self, run, Process, Ran};
 use crate::helpers::*;
 use heat_pipeline::amqp::{self, header_str, long_string};
 use heat_pipeline::ops::dlq;
@@ -183,6 +183,47 @@ async fn list_shows_the_reason_and_leaves_the_dead_letters_in_place() {
     pipeline.stop().await;
 }
 
+#[test]
+fn each_dlq_command_documents_its_exit_codes() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "list",
+            &[
+                "0  the letters were listed",
+                "1  the dead-letter queue does not exist",
+                "[possible values: text, json]",
+            ],
+        ),
+        (
+            "replay",
+            &[
+                "0  every letter taken was replayed",
+                "1  the dead-letter queue does not exist",
+                "did not hand over a letter in time: no letter was replayed",
+                "the ones before it were replayed",
+            ],
+        ),
+        (
+            "purge",
+            &[
+                "0  the letters counted were purged",
+                "1  the purge was declined at the prompt",
+                "the dead-letter queue does not exist",
+            ],
+        ),
+    ];
+    for (command, says) in cases {
+        let ran = run(&mut process::command(&[], &["dlq", command, "--help"]));
+        assert!(ran.status.success(), "{command}: {ran:?}");
+        let text = ran.stdout;
+        assert!(text.contains("\nExit codes:\n"), "{command}:\n{text}");
+        assert!(text.contains("  2  the command line is wrong"), "{text}");
+        for said in *says {
+            assert!(text.contains(said), "{command} lacks {said:?}:\n{text}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_pipeline_is_an_error_without_the_password() {
     let pipeline = TestPipeline::new("dlq-missing").await;
@@ -288,6 +329,10 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
         "{}",
         replayed.stdout
     );
+    // Its progress bar is for a terminal: a pipe gets none.
+    for bar in ["\x1b", "fetching", "replaying"] {
+        assert!(!replayed.stderr.contains(bar), "{}", replayed.stderr);
+    }
 
     // Still invalid: capture dead-letters it again, as a first attempt.
     let again = take_dead_letter(&pipeline, StageName::Capture).await;
@@ -601,11 +646,30 @@ async fn replay_routes_by_the_stage_whatever_the_letter_says() {
     wait_dead(&pipeline, StageName::Capture, 2).await;
 
     let url = &pipeline.services.amqp_url.as_str().into();
-    let replayed = dlq::replay(url, &pipeline.topology, StageName::Capture, 10, false)
-        .await
-        .unwrap();
+    let mut steps = Vec::new();
+    let replayed = dlq::replay_with_progress(
+        url,
+        &pipeline.topology,
+        StageName::Capture,
+        10,
+        false,
+        |step| steps.push(step),
+    )
+    .await
+    .unwrap();
     let (exchange, routing_key) = pipeline.topology.route(StageName::Capture);
     assert_eq!(replayed.len(), 2);
+    // What a progress bar is told: each letter fetched, then each replayed.
+    use dlq::Progress::{Fetched, Replayed};
+    assert_eq!(
+        steps,
+        [
+            Fetched { done: 1, of: 2 },
+            Fetched { done: 2, of: 2 },
+            Replayed { done: 1, of: 2 },
+            Replayed { done: 2, of: 2 },
+        ]
+    );
     for target in &replayed {
         assert_eq!(
             (target.exchange.as_str(), target.routing_key.as_str()),

@@ -52,16 +52,21 @@ impl Session {
 /// Takes up to `limit` messages from `queue` without acking them: they stay the broker's,
 /// invisible to others, until acked, nacked or this connection closes. Each `basic.get`
 /// is bounded by [`FETCH_TIMEOUT`]. On a failure the messages taken so far are returned
-/// ([`requeue`]) and the error names the letter that was being fetched.
+/// ([`requeue`]) and the error names the letter that was being fetched. `on_fetched` is told
+/// how many are in hand after each one.
 pub(super) async fn fetch(
     channel: &Channel,
     queue: &str,
     limit: usize,
+    mut on_fetched: impl FnMut(usize),
 ) -> Result<Vec<Delivery>, DlqError> {
     let mut deliveries = Vec::new();
     while deliveries.len() < limit {
         match fetch_one(channel, queue, deliveries.len() + 1).await {
-            Ok(Some(delivery)) => deliveries.push(delivery),
+            Ok(Some(delivery)) => {
+                deliveries.push(delivery);
+                on_fetched(deliveries.len());
+            }
             Ok(None) => break,
             Err(error) => {
                 requeue(&deliveries).await;

@@ -104,6 +104,17 @@ pub struct Listing {
     pub letters: Vec<DeadLetterInfo>,
 }
 
+/// How far a replay is, told to [`replay_with_progress`]'s caller (for a progress bar): once
+/// per dead letter fetched, then once per dead letter replayed (in a dry run, described).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// `done` of the `of` letters to take are in hand (`of`: the queue's count at the start,
+    /// at most the limit; fewer arrive if others took some meanwhile).
+    Fetched { done: usize, of: usize },
+    /// `done` of the `of` letters fetched were replayed, each confirmed by the broker.
+    Replayed { done: usize, of: usize },
+}
+
 /// One dead letter sent back to its stage (or that would be, in a dry run).
 #[derive(Debug)]
 pub struct Replayed {
@@ -123,7 +134,8 @@ pub async fn list(
     let session = Session::open(url, "dlq list").await?;
     let listed = async {
         let in_queue = session.ready_count(&queue).await?;
-        let deliveries = fetch(&session.channel, &queue, limit.min(in_queue as usize)).await?;
+        let to_take = limit.min(in_queue as usize);
+        let deliveries = fetch(&session.channel, &queue, to_take, |_| {}).await?;
         let letters = deliveries
             .iter()
             .enumerate()
@@ -155,7 +167,32 @@ pub async fn replay(
     limit: usize,
     dry_run: bool,
 ) -> Result<Vec<Replayed>, DlqError> {
-    replay_where(url, topology, stage, limit, dry_run, |_| true).await
+    replay_with_progress(url, topology, stage, limit, dry_run, |_| {}).await
+}
+
+/// [`replay`], telling `on_progress` of each letter fetched and each replayed: thousands
+/// of letters take a round trip each to fetch and a confirm each to replay.
+pub async fn replay_with_progress(
+    url: &amqp::AmqpConfig,
+    topology: &Topology,
+    stage: StageName,
+    limit: usize,
+    dry_run: bool,
+    on_progress: impl FnMut(Progress),
+) -> Result<Vec<Replayed>, DlqError> {
+    let session = Session::open(url, "dlq replay").await?;
+    let replayed = replay_on(
+        &session,
+        topology,
+        stage,
+        limit,
+        dry_run,
+        |_| true,
+        on_progress,
+    )
+    .await;
+    session.close("done").await;
+    replayed
 }
 
 /// [`replay`] of the dead letters whose body `wanted` accepts (`reconcile`: one
@@ -174,7 +211,7 @@ pub async fn replay_where(
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<Replayed>, DlqError> {
     let session = Session::open(url, "dlq replay").await?;
-    let replayed = replay_on(&session, topology, stage, limit, dry_run, wanted).await;
+    let replayed = replay_on(&session, topology, stage, limit, dry_run, wanted, |_| {}).await;
     session.close("done").await;
     replayed
 }
@@ -186,13 +223,18 @@ async fn replay_on(
     limit: usize,
     dry_run: bool,
     wanted: impl Fn(&[u8]) -> bool,
+    mut on_progress: impl FnMut(Progress),
 ) -> Result<Vec<Replayed>, DlqError> {
     let queue = topology.dead_queue(stage);
     let channel = &session.channel;
     let in_queue = session.ready_count(&queue).await?;
     // Like every process that publishes, make sure the stage queues exist and are bound.
     topology.declare(channel).await?;
-    let deliveries = fetch(channel, &queue, limit.min(in_queue as usize)).await?;
+    let of = limit.min(in_queue as usize);
+    let deliveries = fetch(channel, &queue, of, |done| {
+        on_progress(Progress::Fetched { done, of })
+    })
+    .await?;
     let (chosen, others): (Vec<_>, Vec<_>) = deliveries
         .into_iter()
         .enumerate()
@@ -237,6 +279,10 @@ async fn replay_on(
             }
         }
         replayed.push(target);
+        on_progress(Progress::Replayed {
+            done: replayed.len(),
+            of: chosen.len(),
+        });
     }
     if dry_run {
         requeue(chosen.iter().map(|(_, d)| d)).await;
@@ -282,7 +328,8 @@ pub async fn letters_by_resource(
             Err(DlqError::NoQueue { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let deliveries = fetch(&session.channel, &queue, limit.min(in_queue as usize)).await?;
+        let to_take = limit.min(in_queue as usize);
+        let deliveries = fetch(&session.channel, &queue, to_take, |_| {}).await?;
         let letters = deliveries
             .iter()
             .enumerate()
