@@ -1,11 +1,20 @@
 //! A stack's outputs, carried from capture to wrap as the text Python's `json.dumps` gives.
 //!
 //! All three records hold the outputs: heat_stacks and job_state as a JSON array, `/state` as
-//! that array's text in a string. Capture encodes them once ([`Outputs::encode`]); the
+//! that array's text in a string. Capture encodes them once ([`PythonOutputs::encode`]); the
 //! hand-offs carry that text as raw JSON, and normalize and wrap splice it into their
 //! records instead of parsing the outputs into a tree and encoding them again. At 64 KiB
 //! of outputs, that parsing and encoding was most of the pipeline's own work.
 //! [`OutputsString`] writes `/state`'s copy by escaping only what the text can hold.
+//!
+//! Whether the text is in Python's form is a type, not a flag beside it:
+//! - [`RawOutputs`]: text of any form, what deserializing gives (a hand-off, a record read
+//!   back from etcd). It can be carried in a hand-off (without the mark, so the next stage
+//!   encodes it again), never written into a record.
+//! - [`PythonOutputs`]: text in Python's form, made only by [`PythonOutputs::encode`] or
+//!   by [`RawOutputs::into_python`] (the check, or an encoding). It does not deserialize.
+//!   Only records built from it encode ([`crate::records::encode`]), and a hand-off
+//!   carrying it says so (`"outputs_form": "python"`, [`HandoffOutputs::FORM`]).
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -15,16 +24,25 @@ use serde_json::Value;
 use crate::error::{RejectKind, Rejection};
 use crate::pyjson;
 
-/// The outputs list as `json.dumps(outputs)` writes it: a JSON array, ASCII only.
+/// The outputs list as `json.dumps(outputs)` writes it: a JSON array, printable ASCII.
 ///
 /// Serialized, the text goes out as it is (a raw JSON fragment, through any formatter,
-/// [`pyjson`]'s included); deserialized, the array's text is kept as it came.
+/// [`pyjson`]'s included). Not `Deserialize`: text from outside is a [`RawOutputs`] until
+/// [`RawOutputs::into_python`] has checked or encoded it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct PythonOutputs(Box<RawValue>);
+
+/// Outputs text as it came, in whatever form: a hand-off's before it is checked, or a
+/// stored record's (which may have been written by hand). Deserialized, the text is kept
+/// as it came.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Outputs(Box<RawValue>);
+pub struct RawOutputs(Box<RawValue>);
 
-/// The form a hand-off's outputs are written in. Hand-offs of a capture or normalize that
-/// predates [`Outputs`] carry none (serde_json's compact form), and are re-encoded.
+/// The form a hand-off's outputs say they are written in. Hand-offs of a capture or
+/// normalize that predates [`PythonOutputs`], and those `reconcile` rebuilds from stored
+/// records, carry none (any form), and are re-encoded.
 ///
 /// The mark is trusted, as the rest of a hand-off is: only this pipeline's stages publish
 /// to the stage queues. What is checked is what can be checked in one pass (the text is
@@ -36,41 +54,72 @@ pub enum OutputsForm {
     Python,
 }
 
-impl Outputs {
+/// Outputs a hand-off can carry, and the form it says they are in: [`PythonOutputs`]
+/// (marked, spliced by the next stage) or [`RawOutputs`] (unmarked, encoded again).
+/// Sealed: no other type can claim a form.
+pub trait HandoffOutputs: Serialize + sealed::Sealed {
+    /// The hand-off's `outputs_form`.
+    const FORM: Option<OutputsForm>;
+}
+
+impl HandoffOutputs for PythonOutputs {
+    const FORM: Option<OutputsForm> = Some(OutputsForm::Python);
+}
+
+impl HandoffOutputs for RawOutputs {
+    const FORM: Option<OutputsForm> = None;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::PythonOutputs {}
+    impl Sealed for super::RawOutputs {}
+}
+
+impl PythonOutputs {
     /// Encodes Heat's outputs as the original worker did.
-    pub fn encode(values: &[Value]) -> Result<Outputs, Rejection> {
+    pub fn encode(values: &[Value]) -> Result<PythonOutputs, Rejection> {
         let text = pyjson::to_string(values)
             .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
         let raw = RawValue::from_string(text).expect("the record writer emits JSON");
-        Ok(Outputs(raw))
+        Ok(PythonOutputs(raw))
     }
 
     /// No outputs: `[]`.
-    pub fn empty() -> Outputs {
-        Outputs::encode(&[]).expect("an empty list encodes")
+    pub fn empty() -> PythonOutputs {
+        PythonOutputs::encode(&[]).expect("an empty list encodes")
     }
 
     /// The text, as the records hold it.
     pub fn as_str(&self) -> &str {
         self.0.get()
     }
+}
 
-    /// Puts these outputs, which came in `form`, in Python's form: kept as they are when
-    /// they say they are in it, parsed and encoded again when `form` is `None` (an older
-    /// stage wrote serde_json's form). Text that claims Python's form but is not ASCII
-    /// cannot be in it, and is encoded again too (Python writes no whitespace but spaces, so
-    /// neither is text with a newline or a tab between its tokens). Nor is text that is not
-    /// an array (the JSON is whole, so a `[` first says it is one); it is refused as the
-    /// older form's is.
-    pub fn ensure_python_form(&mut self, form: Option<OutputsForm>) -> Result<(), Rejection> {
+impl RawOutputs {
+    /// The text, as it came.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// These outputs, which came in `form`, in Python's form: the same text when they say
+    /// they are in it, parsed and encoded again when `form` is `None` (an older stage
+    /// wrote serde_json's form, or `reconcile` took a stored record's). Text that claims
+    /// Python's form but is not ASCII cannot be in it, and is encoded again too (Python
+    /// writes no whitespace but spaces, so neither is text with a newline or a tab between
+    /// its tokens). Nor is text that is not an array (the JSON is whole, so a `[` first
+    /// says it is one); it is refused as the older form's is.
+    ///
+    /// The only way from [`RawOutputs`] to [`PythonOutputs`]; text that says it is in
+    /// Python's form is moved, not copied.
+    pub fn into_python(self, form: Option<OutputsForm>) -> Result<PythonOutputs, Rejection> {
         let text = self.as_str();
         if form == Some(OutputsForm::Python) && text.starts_with('[') && is_printable_ascii(text) {
-            return Ok(());
+            return Ok(PythonOutputs(self.0));
         }
-        let values: Vec<Value> = serde_json::from_str(self.as_str())
-            .map_err(|e| Rejection::invalid(format!("outputs: {e}")))?;
-        *self = Outputs::encode(&values)?;
-        Ok(())
+        let values: Vec<Value> =
+            serde_json::from_str(text).map_err(|e| Rejection::invalid(format!("outputs: {e}")))?;
+        PythonOutputs::encode(&values)
     }
 }
 
@@ -94,18 +143,27 @@ pub fn deserialize_values<'de, D: Deserializer<'de>>(
 }
 
 /// Equal when the text is: the records compare bytes.
-impl PartialEq for Outputs {
-    fn eq(&self, other: &Outputs) -> bool {
+impl PartialEq for PythonOutputs {
+    fn eq(&self, other: &PythonOutputs) -> bool {
         self.as_str() == other.as_str()
     }
 }
 
-/// `/state`'s `heat_outputs`: the outputs' text, stored as a JSON string.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutputsString(pub String);
+/// Equal when the text is.
+impl PartialEq for RawOutputs {
+    fn eq(&self, other: &RawOutputs) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
 
-impl From<&Outputs> for OutputsString {
-    fn from(outputs: &Outputs) -> OutputsString {
+/// `/state`'s `heat_outputs` as wrap writes it: the text of [`PythonOutputs`], stored as a
+/// JSON string. Made only from them, and not `Deserialize` (a `/state` read back holds a
+/// plain `String`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputsString(String);
+
+impl From<&PythonOutputs> for OutputsString {
+    fn from(outputs: &PythonOutputs) -> OutputsString {
         OutputsString(outputs.as_str().to_owned())
     }
 }
@@ -113,8 +171,8 @@ impl From<&Outputs> for OutputsString {
 /// Text in Python's form is printable ASCII (`ensure_ascii` escapes the rest, and it
 /// writes no other whitespace than spaces), in which a JSON string escapes only `"` and
 /// `\`: written with those two escaped, found by `memchr`, instead of character by
-/// character through the formatter. Other text (a record read back from etcd) takes the
-/// formatter's way.
+/// character through the formatter. Other text would take the formatter's way (none comes
+/// from [`PythonOutputs`]).
 impl Serialize for OutputsString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let text = self.0.as_str();
@@ -133,12 +191,6 @@ impl Serialize for OutputsString {
         quoted.push('"');
         let raw = RawValue::from_string(quoted).expect("an escaped string is JSON");
         raw.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputsString {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(OutputsString)
     }
 }
 
@@ -165,25 +217,23 @@ mod tests {
     #[test]
     fn encodes_as_python_and_serializes_its_text_unchanged_through_any_formatter() {
         let outputs =
-            Outputs::encode(&values(r#"[{"b": 1e-5, "a": "café"}, {"x": [1,2]}]"#)).unwrap();
+            PythonOutputs::encode(&values(r#"[{"b": 1e-5, "a": "café"}, {"x": [1,2]}]"#)).unwrap();
         let python = r#"[{"b": 1e-05, "a": "caf\u00e9"}, {"x": [1, 2]}]"#;
         assert_eq!(outputs.as_str(), python);
         assert_eq!(pyjson::to_string(&outputs).unwrap(), python);
         assert_eq!(serde_json::to_string(&outputs).unwrap(), python);
-        assert_eq!(Outputs::empty().as_str(), "[]");
+        assert_eq!(PythonOutputs::empty().as_str(), "[]");
     }
 
     #[test]
     fn text_in_python_form_is_kept_and_older_text_is_encoded_again() {
         let python = r#"[{"b": 1e-05, "n": 100000000000000000000}]"#;
         let compact = r#"[{"b":1e-5,"n":100000000000000000000}]"#;
-        let mut carried: Outputs = serde_json::from_str(python).unwrap();
-        carried
-            .ensure_python_form(Some(OutputsForm::Python))
-            .unwrap();
+        let carried: RawOutputs = serde_json::from_str(python).unwrap();
+        let carried = carried.into_python(Some(OutputsForm::Python)).unwrap();
         assert_eq!(carried.as_str(), python);
-        let mut older: Outputs = serde_json::from_str(compact).unwrap();
-        older.ensure_python_form(None).unwrap();
+        let older: RawOutputs = serde_json::from_str(compact).unwrap();
+        let older = older.into_python(None).unwrap();
         assert_eq!(older.as_str(), python);
     }
 
@@ -201,37 +251,30 @@ mod tests {
                 pyjson::to_string(text).unwrap(),
                 "{text}"
             );
-            let back: OutputsString =
-                serde_json::from_str(&pyjson::to_string(&string).unwrap()).unwrap();
-            assert_eq!(back, string);
+            let back: String = serde_json::from_str(&pyjson::to_string(&string).unwrap()).unwrap();
+            assert_eq!(back, string.0);
         }
     }
 
     #[test]
     fn text_that_claims_python_form_but_is_not_ascii_is_encoded_again() {
-        let mut claimed: Outputs = serde_json::from_str(r#"[{"a": "café"}]"#).unwrap();
-        claimed
-            .ensure_python_form(Some(OutputsForm::Python))
-            .unwrap();
+        let claimed: RawOutputs = serde_json::from_str(r#"[{"a": "café"}]"#).unwrap();
+        let claimed = claimed.into_python(Some(OutputsForm::Python)).unwrap();
         assert_eq!(claimed.as_str(), r#"[{"a": "caf\u00e9"}]"#);
-        let mut spaced: Outputs = serde_json::from_str("[\n{\"a\":\t1}]").unwrap();
-        spaced
-            .ensure_python_form(Some(OutputsForm::Python))
-            .unwrap();
+        let spaced: RawOutputs = serde_json::from_str("[\n{\"a\":\t1}]").unwrap();
+        let spaced = spaced.into_python(Some(OutputsForm::Python)).unwrap();
         assert_eq!(spaced.as_str(), r#"[{"a": 1}]"#);
     }
 
     #[test]
     fn text_that_claims_python_form_but_is_not_a_list_is_refused() {
         // A raw value's text starts at the value, whatever whitespace is around it.
-        let mut spaced: Outputs = serde_json::from_str(" \n [1] ").unwrap();
-        spaced
-            .ensure_python_form(Some(OutputsForm::Python))
-            .unwrap();
+        let spaced: RawOutputs = serde_json::from_str(" \n [1] ").unwrap();
+        let spaced = spaced.into_python(Some(OutputsForm::Python)).unwrap();
         assert_eq!(spaced.as_str(), "[1]");
         for not_a_list in ["null", "{}", "1", r#""[]""#] {
-            let mut claimed: Outputs = serde_json::from_str(not_a_list).unwrap();
-            let refused = claimed.ensure_python_form(Some(OutputsForm::Python));
+            let claimed: RawOutputs = serde_json::from_str(not_a_list).unwrap();
+            let refused = claimed.into_python(Some(OutputsForm::Python));
             assert_eq!(
                 refused.unwrap_err().kind,
                 RejectKind::InvalidMessage,
@@ -353,7 +396,7 @@ mod tests {
         }
         let tree: Value = serde_json::from_str(&format!(r#"{{"outputs": {HEAT}}}"#)).unwrap();
         let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
-        let outputs = Outputs::encode(&stack.outputs.unwrap()).unwrap();
+        let outputs = PythonOutputs::encode(&stack.outputs.unwrap()).unwrap();
         assert_eq!(outputs.as_str(), PYTHON);
         for absent in [r#"{}"#, r#"{"outputs": null}"#] {
             let tree: Value = serde_json::from_str(absent).unwrap();
@@ -371,20 +414,18 @@ mod tests {
             compact.contains("-9223372036854775809,-0,1e-05"),
             "{compact}"
         );
-        let mut older: Outputs = serde_json::from_str(&compact).unwrap();
-        older.ensure_python_form(None).unwrap();
+        let older: RawOutputs = serde_json::from_str(&compact).unwrap();
+        let older = older.into_python(None).unwrap();
         assert_eq!(older.as_str(), PYTHON);
-        let mut carried: Outputs = serde_json::from_str(PYTHON).unwrap();
-        carried
-            .ensure_python_form(Some(OutputsForm::Python))
-            .unwrap();
+        let carried: RawOutputs = serde_json::from_str(PYTHON).unwrap();
+        let carried = carried.into_python(Some(OutputsForm::Python)).unwrap();
         assert_eq!(carried.as_str(), PYTHON);
     }
 
     /// `1e400` is a float that overflows: Python would write `Infinity`, which is not JSON.
     #[test]
     fn a_float_python_would_print_as_infinity_is_refused() {
-        let refused = Outputs::encode(&values(r#"[{"output_value": {"n": [1e400]}}]"#));
+        let refused = PythonOutputs::encode(&values(r#"[{"output_value": {"n": [1e400]}}]"#));
         assert_eq!(refused.unwrap_err().kind, RejectKind::Unencodable);
     }
 }

@@ -3,51 +3,60 @@
 //! Field order in these structs is the key order of the stored JSON: do not reorder them.
 //! Records are encoded with [`crate::pyjson`]; hand-offs with plain serde_json, since only
 //! the stages read them.
+//!
+//! A record's type says what its outputs are known to be (`crate::outputs`): a record
+//! read back from etcd holds [`RawOutputs`] (the default) and cannot be encoded; a stage
+//! writes one holding [`PythonOutputs`]. A hand-off is decoded only by [`Handoff::decode`],
+//! which checks its outputs into [`PythonOutputs`].
 
+use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RejectKind, Rejection};
 use crate::lifecycle::Phase;
 use crate::message::Job;
-use crate::outputs::{Outputs, OutputsForm, OutputsString};
+use crate::outputs::{HandoffOutputs, OutputsForm, OutputsString, PythonOutputs, RawOutputs};
 use crate::plan::Lineage;
 use crate::pyjson;
 
-/// `/esi-worker/heat_stacks/<api>/<path>/<id>`, written by capture.
+/// `/esi-worker/heat_stacks/<api>/<path>/<id>`, written by capture with `O` =
+/// [`PythonOutputs`], read back with [`RawOutputs`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeatStackRecord {
+pub struct HeatStackRecord<O = RawOutputs> {
     /// Heat's `stack_name`.
     pub stack_id: String,
     pub tenant_id: String,
     pub stack_status: String,
-    pub output: Outputs,
+    pub output: O,
     /// Heat's `stack_status_reason`.
     pub status_reason: String,
     /// `<resource_type>:<resource_id>`.
     pub id: String,
 }
 
-/// `/esi-worker/job_state/<api>/<path>/<id>`, written by normalize and removed by wrap.
+/// `/esi-worker/job_state/<api>/<path>/<id>`, written by normalize (`O` =
+/// [`PythonOutputs`]) and removed by wrap; read back with [`RawOutputs`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobStateRecord {
-    pub heat_outputs: Outputs,
+pub struct JobStateRecord<O = RawOutputs> {
+    pub heat_outputs: O,
     pub orchestration_state: String,
 }
 
-/// `/state/<api>/<path>/<id>`, written by wrap and read by the API server.
+/// `/state/<api>/<path>/<id>`, written by wrap (`S` = [`OutputsString`]) and read by the
+/// API server; read back with `S` = `String`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateRecord {
-    pub state: WorkerState,
+pub struct StateRecord<S = String> {
+    pub state: WorkerState<S>,
     pub version: u64,
     /// `""` on success, the stack's status reason on failure.
     pub error: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerState {
+pub struct WorkerState<S = String> {
     pub worker_state: String,
     /// The outputs as a JSON string, as the original worker stored them.
-    pub heat_outputs: OutputsString,
+    pub heat_outputs: S,
     pub orchestration_state: String,
 }
 
@@ -124,85 +133,220 @@ impl OrderKey {
     }
 }
 
-/// capture → normalize.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NormalizeRequest {
+/// capture → normalize. `O` is [`PythonOutputs`] as a stage sends it and as
+/// [`Handoff::decode`] gives it, [`RawOutputs`] as `reconcile` rebuilds it from a stored
+/// record; the first goes out with `"outputs_form": "python"`, the second without, and
+/// the next stage encodes its outputs again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizeRequest<O = PythonOutputs> {
     pub job: Job,
-    pub heat_stack: HeatStackRecord,
-    /// How `heat_stack.output` is written; see [`Handoff::decode`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outputs_form: Option<OutputsForm>,
+    pub heat_stack: HeatStackRecord<O>,
 }
 
-/// normalize → wrap.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WrapRequest {
+/// normalize → wrap; `O` as in [`NormalizeRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrapRequest<O = PythonOutputs> {
     pub job: Job,
-    pub job_state: JobStateRecord,
+    pub job_state: JobStateRecord<O>,
     /// Carried past job_state (which has no room for it) because a failed job's `/state`
     /// reports it as `error`.
     pub status_reason: String,
     /// The exact bytes of the job_state order key normalize wrote (or found, for a
     /// duplicate), so that wrap's guess ([`crate::stages::Stage::expected`]) can hold
     /// although the key carries a time and a trace id. Absent from an older normalize.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_state_order: Option<String>,
-    /// How `job_state.heat_outputs` is written; see [`Handoff::decode`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outputs_form: Option<OutputsForm>,
+}
+
+impl<O: HandoffOutputs> Serialize for NormalizeRequest<O> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("NormalizeRequest", 3)?;
+        s.serialize_field("job", &self.job)?;
+        s.serialize_field("heat_stack", &self.heat_stack)?;
+        outputs_form::<O, S>(&mut s)?;
+        s.end()
+    }
+}
+
+impl<O: HandoffOutputs> Serialize for WrapRequest<O> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("WrapRequest", 5)?;
+        s.serialize_field("job", &self.job)?;
+        s.serialize_field("job_state", &self.job_state)?;
+        s.serialize_field("status_reason", &self.status_reason)?;
+        match &self.job_state_order {
+            Some(order) => s.serialize_field("job_state_order", order)?,
+            None => s.skip_field("job_state_order")?,
+        }
+        outputs_form::<O, S>(&mut s)?;
+        s.end()
+    }
+}
+
+/// A hand-off's last field: `"outputs_form": "python"` for [`PythonOutputs`], nothing for
+/// [`RawOutputs`].
+fn outputs_form<O: HandoffOutputs, S: Serializer>(
+    s: &mut S::SerializeStruct,
+) -> Result<(), S::Error> {
+    match O::FORM {
+        Some(form) => s.serialize_field("outputs_form", &form),
+        None => s.skip_field("outputs_form"),
+    }
+}
+
+/// A [`NormalizeRequest`] as it arrives: outputs unchecked, with the form it claims for them.
+#[derive(Deserialize)]
+#[serde(rename = "NormalizeRequest")]
+struct NormalizeReceived {
+    job: Job,
+    heat_stack: HeatStackRecord<RawOutputs>,
+    #[serde(default)]
+    outputs_form: Option<OutputsForm>,
+}
+
+/// A [`WrapRequest`] as it arrives.
+#[derive(Deserialize)]
+#[serde(rename = "WrapRequest")]
+struct WrapReceived {
+    job: Job,
+    job_state: JobStateRecord<RawOutputs>,
+    status_reason: String,
+    #[serde(default)]
+    job_state_order: Option<String>,
+    #[serde(default)]
+    outputs_form: Option<OutputsForm>,
 }
 
 /// A message from the previous stage, decoded as strictly as input (design section 4): it
 /// carries the job, which is validated as capture validated it, since its fields become
 /// keys, and duplicate keys are refused as they are in input.
-pub trait Handoff: serde::de::DeserializeOwned {
-    fn job(&self) -> &Job;
-
-    /// The outputs it carries, and the form they are said to be in.
-    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>);
-
+///
+/// A hand-off does not deserialize any other way, so its outputs are in Python's form
+/// whatever the previous stage sent: a hand-off with outputs of any other form does not
+/// compile, whichever way it is tried:
+///
+/// ```compile_fail
+/// # let body = b"{}";
+/// let request: heat_pipeline::records::NormalizeRequest = serde_json::from_slice(body).unwrap();
+/// ```
+pub trait Handoff: Sized + sealed::Sealed {
     /// Decodes a hand-off. Its outputs are kept as the text the previous stage wrote when
     /// it says that text is Python's form (the records' form), so the stage splices it into
-    /// its record as it is; a hand-off of an older stage has them in serde_json's compact
-    /// form, and they are encoded again.
-    fn decode(body: &[u8]) -> Result<Self, Rejection> {
-        let mut request: Self = crate::message::decode_json(body)?;
-        if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
-            return Err(Rejection::invalid(duplicate));
-        }
-        request.job().validate()?;
-        let (outputs, form) = request.outputs();
-        outputs.ensure_python_form(form)?;
-        Ok(request)
+    /// its record as it is; a hand-off of an older stage (or of `reconcile`) has them in
+    /// another form, and they are encoded again ([`RawOutputs::into_python`]).
+    fn decode(body: &[u8]) -> Result<Self, Rejection>;
+}
+
+/// A hand-off as it arrives, and how it becomes one a stage can use.
+trait Received: serde::de::DeserializeOwned {
+    type Checked;
+    fn job(&self) -> &Job;
+    fn check(self) -> Result<Self::Checked, Rejection>;
+}
+
+fn decode<R: Received>(body: &[u8]) -> Result<R::Checked, Rejection> {
+    let received: R = crate::message::decode_json(body)?;
+    if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
+        return Err(Rejection::invalid(duplicate));
+    }
+    received.job().validate()?;
+    received.check()
+}
+
+impl Received for NormalizeReceived {
+    type Checked = NormalizeRequest;
+
+    fn job(&self) -> &Job {
+        &self.job
+    }
+
+    fn check(self) -> Result<NormalizeRequest, Rejection> {
+        let HeatStackRecord {
+            stack_id,
+            tenant_id,
+            stack_status,
+            output,
+            status_reason,
+            id,
+        } = self.heat_stack;
+        Ok(NormalizeRequest {
+            job: self.job,
+            heat_stack: HeatStackRecord {
+                stack_id,
+                tenant_id,
+                stack_status,
+                output: output.into_python(self.outputs_form)?,
+                status_reason,
+                id,
+            },
+        })
+    }
+}
+
+impl Received for WrapReceived {
+    type Checked = WrapRequest;
+
+    fn job(&self) -> &Job {
+        &self.job
+    }
+
+    fn check(self) -> Result<WrapRequest, Rejection> {
+        Ok(WrapRequest {
+            job: self.job,
+            job_state: JobStateRecord {
+                heat_outputs: self.job_state.heat_outputs.into_python(self.outputs_form)?,
+                orchestration_state: self.job_state.orchestration_state,
+            },
+            status_reason: self.status_reason,
+            job_state_order: self.job_state_order,
+        })
     }
 }
 
 impl Handoff for NormalizeRequest {
-    fn job(&self) -> &Job {
-        &self.job
-    }
-
-    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>) {
-        (&mut self.heat_stack.output, self.outputs_form)
+    fn decode(body: &[u8]) -> Result<NormalizeRequest, Rejection> {
+        decode::<NormalizeReceived>(body)
     }
 }
 
 impl Handoff for WrapRequest {
-    fn job(&self) -> &Job {
-        &self.job
+    fn decode(body: &[u8]) -> Result<WrapRequest, Rejection> {
+        decode::<WrapReceived>(body)
     }
+}
 
-    fn outputs(&mut self) -> (&mut Outputs, Option<OutputsForm>) {
-        (&mut self.job_state.heat_outputs, self.outputs_form)
-    }
+/// A record as a stage writes it: its outputs in Python's form. Only these encode.
+pub trait Record: Serialize + sealed::Sealed {}
+
+impl Record for HeatStackRecord<PythonOutputs> {}
+impl Record for JobStateRecord<PythonOutputs> {}
+impl Record for StateRecord<OutputsString> {}
+
+mod sealed {
+    use super::*;
+
+    pub trait Sealed {}
+    impl Sealed for NormalizeRequest {}
+    impl Sealed for WrapRequest {}
+    impl Sealed for HeatStackRecord<PythonOutputs> {}
+    impl Sealed for JobStateRecord<PythonOutputs> {}
+    impl Sealed for StateRecord<OutputsString> {}
 }
 
 /// Encodes a record as the original writer did, or says why it cannot be.
 ///
+/// Only a [`Record`]: outputs in Python's form. A record read back from etcd holds outputs
+/// of any form, and does not compile here:
+///
+/// ```compile_fail
+/// # let bytes = b"{}";
+/// let stored: heat_pipeline::records::JobStateRecord = serde_json::from_slice(bytes).unwrap();
+/// heat_pipeline::records::encode(&stored).unwrap();
+/// ```
+///
 /// The bytes are sized to fit: the writer grows its buffer by doubling, and a record is
 /// held (in flight, in an etcd batch, in the stage's cache) long enough for that slack to
 /// be a large share of a process's memory when outputs are tens of KiB.
-pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, Rejection> {
+pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, Rejection> {
     let mut bytes = pyjson::to_vec(record)
         .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
     bytes.shrink_to_fit();

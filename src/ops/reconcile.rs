@@ -127,8 +127,6 @@ pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, Stri
                     .job_state_order
                     .as_ref()
                     .map(|s| String::from_utf8_lossy(&s.value).into_owned()),
-                // Stored text may have been written by hand: the stage encodes it again.
-                outputs_form: None,
             };
             return Ok(Some(Redrive {
                 stage: StageName::Wrap,
@@ -146,8 +144,6 @@ pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, Stri
             let request = NormalizeRequest {
                 job: job(order.version, &heat_stack.stack_status),
                 heat_stack: heat_stack.clone(),
-                // Stored text may have been written by hand: the stage encodes it again.
-                outputs_form: None,
             };
             return Ok(Some(Redrive {
                 stage: StageName::Normalize,

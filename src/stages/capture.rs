@@ -5,7 +5,7 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::{classify, Progress, DELETE_COMPLETE};
 use crate::message::{Action, HeatResult, Job};
-use crate::outputs::{Outputs, OutputsForm};
+use crate::outputs::PythonOutputs;
 use crate::plan::{Decision, Lineage, Snapshot};
 use crate::records::{encode, HeatStackRecord, NormalizeRequest, Order, OrderKey};
 
@@ -17,7 +17,9 @@ pub struct Capture {
 
 impl Capture {
     /// The record and its progress, as the original worker recorded them.
-    fn record(result: &HeatResult) -> Result<(HeatStackRecord, Progress), Rejection> {
+    fn record(
+        result: &HeatResult,
+    ) -> Result<(HeatStackRecord<PythonOutputs>, Progress), Rejection> {
         let job = &result.job;
         let status = result
             .stack
@@ -33,7 +35,7 @@ impl Capture {
                     stack_id: String::new(),
                     tenant_id: job.tenant_id.clone(),
                     stack_status: status.to_string(),
-                    output: Outputs::empty(),
+                    output: PythonOutputs::empty(),
                     status_reason: String::new(),
                     id,
                 }
@@ -42,7 +44,7 @@ impl Capture {
                 stack_id: stack.stack_name.clone(),
                 tenant_id: job.tenant_id.clone(),
                 stack_status: stack.stack_status.clone(),
-                output: Outputs::encode(stack.outputs.as_deref().unwrap_or_default())?,
+                output: PythonOutputs::encode(stack.outputs.as_deref().unwrap_or_default())?,
                 status_reason: stack.stack_status_reason.clone().unwrap_or_default(),
                 id,
             },
@@ -89,7 +91,6 @@ impl Stage for Capture {
         let handoff = serde_json::to_vec(&NormalizeRequest {
             job: input.job.clone(),
             heat_stack: record,
-            outputs_form: Some(OutputsForm::Python),
         })
         .expect("a hand-off always serializes");
         let keys = self.keys.for_job(&input.job);

@@ -5,7 +5,6 @@ use crate::error::Rejection;
 use crate::keys::Keyspace;
 use crate::lifecycle::classify;
 use crate::message::Job;
-use crate::outputs::OutputsForm;
 use crate::plan::{Decision, Lineage, Snapshot};
 use crate::records::{
     encode, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
@@ -76,7 +75,6 @@ impl Stage for Normalize {
                 job_state: record,
                 status_reason: stack.status_reason.clone(),
                 job_state_order: Some(String::from_utf8_lossy(order_bytes).into_owned()),
-                outputs_form: Some(OutputsForm::Python),
             })
             .expect("a hand-off always serializes")
         };
@@ -157,7 +155,7 @@ mod tests {
             stored,
             br#"{"version":1,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#
         );
-        let request: WrapRequest = serde_json::from_slice(&first).unwrap();
+        let request = WrapRequest::decode(&first).unwrap();
         assert_eq!(
             request.job_state_order.as_deref().map(str::as_bytes),
             Some(&stored[..])
@@ -178,7 +176,7 @@ mod tests {
             .decide(&input, &snapshot(&normalize.reads(&input), &view), &later)
             .unwrap();
         assert_eq!(again.outcome, Outcome::Duplicate);
-        let request: WrapRequest = serde_json::from_slice(&again.handoff.unwrap()).unwrap();
+        let request = WrapRequest::decode(&again.handoff.unwrap()).unwrap();
         assert_eq!(
             request.job_state_order.as_deref().map(str::as_bytes),
             Some(&stored[..])

@@ -31,7 +31,7 @@ pub struct WrapInput {
 
 impl Wrap {
     /// The `/state` record, `None` while the job is still running.
-    fn record(input: &WrapRequest) -> Result<Option<StateRecord>, Rejection> {
+    fn record(input: &WrapRequest) -> Result<Option<StateRecord<OutputsString>>, Rejection> {
         let job_state = &input.job_state;
         let status = &job_state.orchestration_state;
         let progress = classify(input.job.action, status)?;
