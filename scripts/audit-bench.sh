@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Measures `heat-pipeline audit` on a large keyspace: starts a PRIVATE etcd (free ports,
-# a temporary data dir, removed at the end, also on failure), loads N resources into it
-# (default 1,000,000; the ignored test `audit::load_resources_for_the_audit_benchmark`),
+# One job: measure `heat-pipeline audit` on a large keyspace. Starts a PRIVATE etcd (free
+# ports, a temporary data dir, removed at the end, also on failure), loads N resources into
+# it (default 1,000,000; the ignored test `audit::load_resources_for_the_audit_benchmark`),
 # then runs `audit --format json` (release build) under /usr/bin/time and prints the wall
 # time, peak RSS and what it found. Never touches the shared etcd on 2379.
 # Usage: scripts/audit-bench.sh [--resources N] [--page-size N]
@@ -18,41 +18,21 @@ while (($#)); do
   esac
 done
 
-case "$(uname -m)" in
-  aarch64 | arm64) export ETCD_UNSUPPORTED_ARCH=arm64 ;;
-esac
-
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CLIENT_PORT="$(free_port)"
 PEER_PORT="$(free_port)"
 [[ "$CLIENT_PORT" != 2379 ]] || { echo "refusing port 2379" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/heat-pipeline-audit-bench.XXXXXX)"
 ENDPOINT="http://127.0.0.1:$CLIENT_PORT"
-ETCD_PID=""
-cleanup() {
-  if [[ -n "$ETCD_PID" ]]; then
-    kill "$ETCD_PID" 2>/dev/null || true
-    wait "$ETCD_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
+# The private etcd, through scripts/etcd.sh (pid and log beside its data in $WORK).
+etcd_sh() {
+  ETCD_NAME=audit-bench ETCD_DATA_DIR="$WORK/etcd" ETCD_CLIENT_PORT="$CLIENT_PORT" \
+    ETCD_PEER_PORT="$PEER_PORT" ETCD_QUOTA_BACKEND_BYTES=8589934592 \
+    bash "$REPO/scripts/etcd.sh" "$@"
 }
-trap cleanup EXIT
-
-/usr/bin/etcd --name audit-bench --data-dir "$WORK/etcd" \
-  --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
-  --listen-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-cluster "audit-bench=http://127.0.0.1:$PEER_PORT" \
-  --quota-backend-bytes 8589934592 \
-  --auto-compaction-mode periodic --auto-compaction-retention 10m \
-  >"$WORK/etcd.log" 2>&1 &
-ETCD_PID=$!
-for _ in $(seq 60); do
-  curl -fsS --max-time 2 "$ENDPOINT/health" 2>/dev/null | grep -q '"health":"true"' && break
-  sleep 0.5
-done
-curl -fsS --max-time 2 "$ENDPOINT/health" | grep -q '"health":"true"' || {
-  echo "private etcd did not start:" >&2; tail -20 "$WORK/etcd.log" >&2; exit 1; }
+trap 'etcd_sh stop || true; rm -rf "$WORK"' EXIT
+etcd_sh start
+ETCD_PID="$(cat "$WORK/etcd.pid")"
 echo "private etcd on $ENDPOINT (pid $ETCD_PID, data in $WORK)"
 
 cd "$REPO"
@@ -89,4 +69,4 @@ python3 -c '
 import collections, json, sys
 c = collections.Counter(json.loads(l)["problem"] for l in open(sys.argv[1]))
 for k, v in sorted(c.items()): print(f"  {k}: {v}")' "$WORK/findings.jsonl"
-echo "etcd peak RSS: $(grep VmHWM /proc/$ETCD_PID/status | awk '{print $2/1024 " MiB"}')"
+echo "etcd peak RSS: $(grep VmHWM "/proc/$ETCD_PID/status" | awk '{print $2/1024 " MiB"}')"
