@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark: a release build of the pipeline against the local RabbitMQ and etcd.
-# Prints drain throughput, end-to-end latency p50/p99 under a steady offered load, CPU and
-# etcd transactions per message, peak RSS per process, the raw etcd put rate and the ratio
-# between them. Asserts nothing.
+# One job: the benchmark (benches/pipeline), a release build of the pipeline against the
+# local RabbitMQ and etcd. Prints drain throughput, end-to-end latency p50/p99 under a
+# steady offered load, CPU and etcd transactions per message, peak RSS per process, the raw
+# etcd put rate and the ratio between them. Asserts nothing.
 #
 #   scripts/bench.sh                              # 20,000 messages, one `run all` process
 #   scripts/bench.sh --workload lifecycle         # the same, then on the same processes
@@ -35,16 +35,6 @@ if ((!cluster)); then
   exit
 fi
 
-# Pids of the cluster's processes of one command name (cluster.sh marks their environment).
-cluster_pids() {
-  local mark="HPC_CLUSTER_MARK=$REPO/.data/cluster" pid pids=()
-  for pid in $(grep -lzxF -- "$mark" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$1" ]] && pids+=("$pid")
-  done
-  local IFS=,
-  echo "${pids[*]}"
-}
-
 out="$(mktemp -d)"
 trap 'bash scripts/cluster.sh down >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
 echo "== one RabbitMQ node, one etcd (a fresh private one)"
@@ -53,7 +43,8 @@ echo
 echo "== clusters: 3 RabbitMQ nodes (quorum queues on all three), 3 etcd members"
 bash scripts/cluster.sh down >/dev/null  # a fresh cluster: no history from earlier runs
 eval "export $(bash scripts/cluster.sh up | tail -n 1)"
-bench --shared-etcd --broker-pids "$(cluster_pids beam.smp)" --etcd-pids "$(cluster_pids etcd)" "$@" |
+bench --shared-etcd --broker-pids "$(bash scripts/cluster.sh pids rabbit)" \
+  --etcd-pids "$(bash scripts/cluster.sh pids etcd)" "$@" |
   tee "$out/cluster"
 bash scripts/cluster.sh down >/dev/null
 
