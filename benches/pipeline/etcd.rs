@@ -1,7 +1,6 @@
-//! The benchmark's etcd: a fresh private one (or the shared one), its compaction, and the
-//! raw put rate the pipeline's drain is compared with.
+//! The benchmark's etcd: its compaction, and the raw put rate the pipeline's drain is
+//! compared with. (A fresh private one is `tests/common/private_etcd.rs`'s.)
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,75 +53,4 @@ pub async fn compact(etcd: &Client) {
     kv.compact(revision, Some(CompactionOptions::new().with_physical()))
         .await
         .unwrap();
-}
-
-/// A fresh etcd of the benchmark's own, on free ports, with its data on the same disk as
-/// the repository (not a tmpfs), removed at the end.
-pub struct PrivateEtcd {
-    pub endpoint: String,
-    data_dir: std::path::PathBuf,
-    pub child: Child,
-}
-
-impl PrivateEtcd {
-    pub fn start() -> PrivateEtcd {
-        let port = |_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (client, peer) = (port(0), port(1));
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let data_dir = std::env::current_dir()
-            .unwrap()
-            .join(format!(".data/bench-etcd-{}", std::process::id()));
-        let child = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
-            .args(["--name", "bench", "--data-dir"])
-            .arg(&data_dir)
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("bench={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd (scripts/setup.sh installs it), or pass --shared-etcd");
-        PrivateEtcd {
-            endpoint,
-            data_dir,
-            child,
-        }
-    }
-}
-
-impl Drop for PrivateEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-pub async fn wait_for_etcd(endpoint: &str) {
-    for _ in 0..100 {
-        if let Ok(mut client) = Client::connect([endpoint], None).await {
-            if client.get("/", None).await.is_ok() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the benchmark's etcd on {endpoint} did not come up");
 }

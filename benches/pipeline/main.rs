@@ -14,6 +14,9 @@
 
 mod etcd;
 mod metrics;
+#[path = "../../tests/common/private_etcd.rs"]
+#[allow(dead_code)]
+mod private_etcd;
 mod processes;
 mod publish;
 mod watcher;
@@ -28,6 +31,7 @@ use heat_pipeline::amqp::{self, Topology};
 use lapin::Channel;
 
 use metrics::{cpu_seconds, peak_rss_mib, scrape, subtract_samples, Requests};
+use private_etcd::PrivateEtcd;
 use processes::{spawn_pipeline, Process};
 use publish::publish;
 use watcher::StateWatcher;
@@ -144,14 +148,17 @@ async fn main() {
     }
     let amqp_url = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let private_etcd = (!args.shared_etcd).then(etcd::PrivateEtcd::start);
+    // A fresh etcd with its data on the repository's disk (not a tmpfs), removed at the end.
+    let private_etcd = if args.shared_etcd {
+        None
+    } else {
+        let dir = format!(".data/bench-etcd-{}", std::process::id());
+        Some(PrivateEtcd::start_in(std::env::current_dir().unwrap().join(dir)).await)
+    };
     let etcd_endpoints = match &private_etcd {
         Some(etcd) => etcd.endpoint.clone(),
         None => std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "http://127.0.0.1:2379".into()),
     };
-    if private_etcd.is_some() {
-        etcd::wait_for_etcd(&etcd_endpoints).await;
-    }
     let name = format!("bench-{}", std::process::id());
     let prefix = format!("/{name}");
     let topology = Topology::new(name.clone(), 20);
@@ -215,7 +222,7 @@ async fn main() {
     };
     let mut bench = Bench {
         etcd_pids: match &private_etcd {
-            Some(etcd) => vec![etcd.child.id()],
+            Some(etcd) => vec![etcd.pid()],
             None => args.etcd_pids.clone(),
         },
         broker_pids,

@@ -3,131 +3,24 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, GetOptions};
+use etcd_client::GetOptions;
 use heat_pipeline::stages::StageName;
 
-use super::process::{free_port, signal};
 use super::{Services, TestPipeline, PATIENCE};
 
-/// An etcd server of the test's own, on free ports, so that stopping it disturbs nothing
-/// else. Restarts reuse the data directory, as a real restart does.
-pub struct PrivateEtcd {
-    pub endpoint: String,
-    client_port: u16,
-    peer_port: u16,
-    data_dir: PathBuf,
-    child: Option<Child>,
-}
-
-fn etcd_binary() -> String {
-    let binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-    let found = Command::new(&binary)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        found.is_ok_and(|s| s.success()),
-        "the fault tests start their own etcd and need its binary ({binary}): run scripts/setup.sh \
-         (Debian package etcd-server) or set ETCD_BIN"
-    );
-    binary
-}
+#[path = "../../common/private_etcd.rs"]
+mod private_etcd;
+pub use private_etcd::PrivateEtcd;
 
 impl PrivateEtcd {
-    pub async fn start() -> PrivateEtcd {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let data_dir = std::env::temp_dir().join(super::unique_name("etcd"));
-        let mut etcd = PrivateEtcd {
-            endpoint: format!("http://127.0.0.1:{client_port}"),
-            client_port,
-            peer_port,
-            data_dir,
-            child: None,
-        };
-        etcd.resume_service().await;
-        etcd
-    }
-
-    /// Starts the server on the same ports and data directory and waits until it answers.
-    pub async fn resume_service(&mut self) {
-        assert!(self.child.is_none(), "etcd already running");
-        let log = std::fs::File::create(self.data_dir.with_extension("log")).unwrap();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(etcd_binary())
-            .args(["--name", "fault", "--data-dir"])
-            .arg(&self.data_dir)
-            .args([
-                "--listen-client-urls",
-                &self.endpoint,
-                "--advertise-client-urls",
-                &self.endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("fault={peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        self.child = Some(child);
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(mut client) = Client::connect([&self.endpoint], None).await {
-                if client.get("/", None).await.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd on port {} did not come up",
-                self.client_port
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Stops the server (SIGTERM, as a service manager would) and waits for it to exit.
-    pub fn stop(&mut self) {
-        let mut child = self.child.take().expect("etcd running");
-        signal(child.id(), "TERM");
-        child.wait().unwrap();
-    }
-
-    /// Freezes the server: connections stay open but nothing is answered, like a
-    /// badly overloaded or partitioned etcd.
-    pub fn freeze(&self) {
-        signal(self.child.as_ref().unwrap().id(), "STOP");
-    }
-
-    pub fn thaw(&self) {
-        signal(self.child.as_ref().unwrap().id(), "CONT");
-    }
-
     /// Services with this etcd in place of the shared one.
     pub fn services(&self, base: &Services) -> Services {
         Services {
             amqp_url: base.amqp_url.clone(),
             etcd_endpoints: vec![self.endpoint.clone()],
         }
-    }
-}
-
-impl Drop for PrivateEtcd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "CONT");
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
