@@ -1,6 +1,6 @@
 //! The benchmark's input messages: `create` (the seed result for new resources, today's
 //! workload) and `lifecycle` (resources that are created, modified twice and deleted, as a
-//! busy region sends them). `examples/stage_cost.rs` includes this file too.
+//! busy region sends them). `benches/instructions.rs` includes this file too.
 
 use serde_json::{json, Value};
 
