@@ -7,10 +7,6 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-# CI has no Docker engine worth relying on: use native services there.
-if [[ "${CI:-}" == true ]]; then
-  export SETUP_NATIVE=1
-fi
 bash scripts/setup.sh
 
 # The integration tests use these when set (instead of testcontainers).
