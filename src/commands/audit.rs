@@ -61,7 +61,7 @@ async fn scan(
     services: &Services,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if let Some(warning) = audit::prefix_warning(&settings.etcd_key_prefix) {
+    if let Some(warning) = audit::prefix_warning(&settings.naming.etcd_key_prefix) {
         eprintln!("warning: {warning}");
     }
     let broker = match args.no_dead_letters {
@@ -142,7 +142,9 @@ async fn warn_if_the_pipeline_ran(settings: &Settings, broker: Option<&AmqpConfi
         eprintln!(
             "warning: no key under ETCD_KEY_PREFIX {:?} (API {}), yet the queues of pipeline \
              {:?} exist: is ETCD_KEY_PREFIX (or ETCD_API_VERSION) right?",
-            settings.etcd_key_prefix, settings.etcd_api_version, settings.pipeline_name
+            settings.naming.etcd_key_prefix,
+            settings.naming.etcd_api_version,
+            settings.naming.pipeline_name
         );
     }
 }

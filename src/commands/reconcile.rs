@@ -42,7 +42,7 @@ pub(crate) struct ReconcileArgs {
 }
 
 pub(crate) async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    if let Some(warning) = audit::prefix_warning(&settings.etcd_key_prefix) {
+    if let Some(warning) = audit::prefix_warning(&settings.naming.etcd_key_prefix) {
         eprintln!("warning: {warning}");
     }
     let url = settings.amqp_config()?;

@@ -22,8 +22,8 @@ pub(crate) struct Services {
 impl Services {
     pub(crate) fn of(settings: &Settings) -> Services {
         Services {
-            broker: AmqpConfig::new(settings.amqp_url.as_str()).redacted_url(),
-            etcd: settings.etcd_endpoints.join(","),
+            broker: AmqpConfig::new(settings.connection.amqp_url.as_str()).redacted_url(),
+            etcd: settings.connection.etcd_endpoints.join(","),
         }
     }
 }

@@ -46,7 +46,7 @@ pub(crate) async fn show(settings: Settings, args: ShowArgs) -> anyhow::Result<E
         );
         clap::Error::raw(clap::error::ErrorKind::UnknownArgument, message).exit();
     }
-    if let Some(warning) = prefix_warning(&settings.etcd_key_prefix) {
+    if let Some(warning) = prefix_warning(&settings.naming.etcd_key_prefix) {
         eprintln!("warning: {warning}");
     }
     let store = Store::connect_checked(&settings.store_config()?).await?;
