@@ -5,9 +5,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use heat_pipeline::config::Settings;
-use heat_pipeline::ops::audit::{self, Problem};
+use heat_pipeline::ops::audit::prefix_warning;
 use heat_pipeline::ops::reconcile::{self, Reconciled, Remedy};
 use heat_pipeline::store::Store;
 use serde_json::json;
@@ -42,47 +41,49 @@ pub(crate) struct ReconcileArgs {
 }
 
 pub(crate) async fn reconcile(settings: Settings, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    if let Some(warning) = audit::prefix_warning(&settings.naming.etcd_key_prefix) {
+    if let Some(warning) = prefix_warning(&settings.naming.etcd_key_prefix) {
         eprintln!("warning: {warning}");
     }
     let url = settings.amqp_config()?;
     let topology = settings.topology();
     let keys = settings.keyspace();
     let store = Store::connect_checked(&settings.store_config()?).await?;
-    let mut targets = args.resources.clone();
+    let mut targets: Vec<(String, String)> = (args.resources.iter())
+        .map(|r| (r.path.clone(), r.id.clone()))
+        .collect();
     if args.all_stuck {
-        let now = SystemTime::now();
         let bar = progress::counter("finding stuck jobs among", "resources");
-        audit::scan(&store, &keys, audit::DEFAULT_PAGE_SIZE, |resource| {
-            bar.inc(1);
-            let half_done = audit::classify(&resource, &keys, now, args.older_than)
-                .iter()
-                .any(|f| matches!(f.problem, Problem::Stuck | Problem::Behind));
-            if half_done {
-                targets.push(ResourceRef {
-                    path: resource.path,
-                    id: resource.id,
-                });
-            }
-        })
-        .await
-        .context("scanning etcd")?;
+        let now = SystemTime::now();
+        let stuck = reconcile::stuck(&store, &keys, now, args.older_than, || bar.inc(1)).await?;
         bar.finish_and_clear();
+        targets.extend(stuck);
     }
     let bar = progress::bar("re-driving", targets.len() as u64);
     let mut failed = 0;
-    for target in &targets {
-        let ResourceRef { path, id } = target;
-        let done = reconcile::reconcile(&store, &url, &topology, &keys, path, id, args.dry_run)
-            .await
-            .with_context(|| target.to_string())?;
+    let print = |done: Reconciled| {
         bar.suspend(|| match args.format {
-            Format::Text => println!("{target}: {}: {}", verb(&done, args.dry_run), done.detail),
+            Format::Text => println!(
+                "{}/{}: {}: {}",
+                done.path,
+                done.id,
+                verb(&done, args.dry_run),
+                done.detail
+            ),
             Format::Json => println!("{}", to_json(&done, args.dry_run)),
         });
         bar.inc(1);
         failed += usize::from(done.failed());
-    }
+    };
+    reconcile::reconcile(
+        &store,
+        &url,
+        &topology,
+        &keys,
+        &targets,
+        args.dry_run,
+        print,
+    )
+    .await?;
     bar.finish_and_clear();
     if targets.is_empty() && args.format == Format::Text {
         println!("nothing to reconcile");
@@ -110,7 +111,7 @@ fn verb(done: &Reconciled, dry_run: bool) -> String {
             format!("would re-drive version {version} to {stage}")
         }
         (Remedy::Nothing, _) => "nothing to do".to_string(),
-        (Remedy::Cannot, _) => "cannot re-drive".to_string(),
+        (Remedy::Cannot(_), _) => "cannot re-drive".to_string(),
     }
 }
 
@@ -132,7 +133,7 @@ fn to_json(done: &Reconciled, dry_run: bool) -> serde_json::Value {
             Vec::new(),
         ),
         Remedy::Nothing => ("nothing", None, None, Vec::new()),
-        Remedy::Cannot => ("cannot", None, None, Vec::new()),
+        Remedy::Cannot(_) => ("cannot", None, None, Vec::new()),
     };
     json!({
         "resource": format!("{}/{}", done.path, done.id),

@@ -1,28 +1,33 @@
-//! `heat-pipeline reconcile`: re-drives a resource left half done through the stages.
+//! `heat-pipeline reconcile`: re-drives resources left half done through the stages.
 //!
 //! Nothing here writes to etcd. A resource with dead letters gets them replayed (the same
 //! replay as `dlq replay`, for that resource's letters only); otherwise the hand-off the
-//! next stage expects is rebuilt from what etcd holds and published:
+//! next stage expects ([`ResourceState::next`]) is rebuilt from what etcd holds and
+//! published:
 //! - job_state and its order key (with heat_stacks for the job's type, tenant and status
 //!   reason) give wrap's `WrapRequest`;
 //! - heat_stacks and its order key give normalize's `NormalizeRequest`.
 //!
 //! The stage then decides as always, guarded on what it reads, so a re-drive can never
 //! overwrite a newer result: at worst it is a duplicate or stale message.
+//!
+//! However many resources, the dead letters are read once: one pass over each stage's
+//! dead-letter queue replays the letters of all of them (`letters.rs`). Then each
+//! resource without letters is read at one revision and re-driven from its records, on one
+//! broker connection (`drive.rs`, with `--all-stuck`'s selection, [`stuck`]).
 
-use crate::amqp::{self, AmqpConfig, PublishError, Topology};
-use crate::keys::Keyspace;
+mod drive;
+mod letters;
+
+pub use drive::{reconcile, stuck};
+
+use crate::amqp::PublishError;
 use crate::message::{Action, Job};
-use crate::ops::audit::{Parsed, Resource};
-use crate::ops::dlq::{self, DlqError};
-use crate::ops::publish::input_properties;
+use crate::ops::dlq::DlqError;
+use crate::ops::state::{CannotRedrive, Next, Resource, ResourceState};
 use crate::records::{NormalizeRequest, WrapRequest};
 use crate::stages::StageName;
-use crate::store::{Store, Transient};
-use crate::telemetry::trace::TraceParent;
-
-/// Dead letters looked at per stage for one resource.
-const DEAD_LETTER_LIMIT: usize = 10_000;
+use crate::store::Transient;
 
 /// What reconcile did (or, in a dry run, would do) for one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +38,8 @@ pub enum Remedy {
     Published { stage: StageName, version: u64 },
     /// Nothing is half done.
     Nothing,
-    /// It cannot be re-driven; the reason says why.
-    Cannot,
+    /// It cannot be re-driven, for this reason.
+    Cannot(CannotRedrive),
 }
 
 /// One resource's result.
@@ -48,19 +53,30 @@ pub struct Reconciled {
 
 impl Reconciled {
     pub fn failed(&self) -> bool {
-        self.action == Remedy::Cannot
+        matches!(self.action, Remedy::Cannot(_))
     }
 }
 
 /// What stopped reconcile talking to a service.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("etcd: {0}")]
-    Store(#[from] Transient),
+    /// `--all-stuck`'s scan.
+    #[error("scanning etcd: {0}")]
+    Scan(#[source] Transient),
+    #[error("{path}/{id}: etcd: {source}")]
+    Read {
+        path: String,
+        id: String,
+        source: Transient,
+    },
     #[error("dead letters: {0}")]
     DeadLetters(#[from] DlqError),
-    #[error("publish: {0}")]
-    Publish(#[from] PublishError),
+    #[error("{path}/{id}: publish: {source}")]
+    Publish {
+        path: String,
+        id: String,
+        source: PublishError,
+    },
 }
 
 /// A hand-off rebuilt from stored records: to which stage, for which version, the body.
@@ -71,33 +87,22 @@ pub struct Redrive {
     pub body: Vec<u8>,
 }
 
-/// A parsed record, `None` if absent, or the reason (naming `what`) if it is unreadable:
-/// nothing can be re-driven from it.
-fn readable<'a, T>(
-    parsed: &'a Option<Result<T, String>>,
-    what: &str,
-) -> Result<Option<&'a T>, String> {
-    match parsed {
-        Some(Err(e)) => Err(format!(
-            "{what} is unreadable ({e}): fix or delete it by hand, then publish the job's result \
-             again"
-        )),
-        Some(Ok(value)) => Ok(Some(value)),
-        None => Ok(None),
-    }
-}
-
-/// Pure: the hand-off that takes `resource` one stage further, `Ok(None)` when nothing is
-/// half done, `Err` (the reason) when the records cannot say.
-pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, String> {
-    let parsed = Parsed::of(resource);
-    let heat_stack = readable(&parsed.heat_stacks, "heat_stacks")?;
-    let hs_order = readable(&parsed.heat_stacks_order, "the heat_stacks order key")?;
-    let js_order = readable(&parsed.job_state_order, "the job_state order key")?;
-    let state_version = readable(&parsed.state, "/state")?.map(|s| s.version);
+/// Pure: the hand-off that takes `resource` one stage further ([`ResourceState::next`]),
+/// `Ok(None)` when nothing is half done, `Err` when the records cannot say.
+pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, CannotRedrive> {
+    let state = ResourceState::of(resource);
+    let Some(next) = state.next()? else {
+        return Ok(None);
+    };
+    // `next` found every key readable.
+    let heat_stack = state.heat_stacks.as_ref().and_then(|r| r.as_ref().ok());
+    let hs_order = state
+        .heat_stacks_order
+        .as_ref()
+        .and_then(|r| r.as_ref().ok());
     let (path, id) = (resource.path.as_str(), resource.id.as_str());
     let job = |version: u64, status: &str| Job {
-        action: action_of(status, state_version.is_some()),
+        action: action_of(status, resource.state.is_some()),
         resource_type: heat_stack
             .and_then(|h| h.id.split_once(':').map(|(t, _)| t.to_string()))
             .unwrap_or_else(|| path.strip_suffix('s').unwrap_or(path).to_string()),
@@ -107,13 +112,9 @@ pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, Stri
         tenant_id: heat_stack.map_or(String::new(), |h| h.tenant_id.clone()),
     };
 
-    // job_state waiting for wrap.
-    match (readable(&parsed.job_state, "job_state")?, js_order) {
-        (Some(_), None) => return Err(
-            "job_state has no order key, so its version is unknown: publish the job's result again"
-                .into(),
-        ),
-        (Some(job_state), Some(order)) if state_version.is_none_or(|v| v < order.version) => {
+    match next {
+        // job_state waiting for wrap.
+        Next::Wrap { job_state, order } => {
             // The status reason is heat_stacks' when it holds the same result.
             let same = hs_order.is_some_and(|h| h.order() == order.order());
             let request = WrapRequest {
@@ -128,47 +129,25 @@ pub fn redrive_from_records(resource: &Resource) -> Result<Option<Redrive>, Stri
                     .as_ref()
                     .map(|s| String::from_utf8_lossy(&s.value).into_owned()),
             };
-            return Ok(Some(Redrive {
+            Ok(Some(Redrive {
                 stage: StageName::Wrap,
                 version: order.version,
                 body: serde_json::to_vec(&request).expect("a hand-off serializes"),
-            }));
+            }))
         }
-        _ => {}
-    }
-
-    // heat_stacks that normalize never took.
-    if let (Some(heat_stack), Some(order)) = (heat_stack, hs_order) {
-        let taken = js_order.is_some_and(|j| j.order() >= order.order());
-        if !taken && state_version.is_none_or(|v| v < order.version) {
+        // heat_stacks that normalize never took.
+        Next::Normalize { heat_stack, order } => {
             let request = NormalizeRequest {
                 job: job(order.version, &heat_stack.stack_status),
                 heat_stack: heat_stack.clone(),
             };
-            return Ok(Some(Redrive {
+            Ok(Some(Redrive {
                 stage: StageName::Normalize,
                 version: order.version,
                 body: serde_json::to_vec(&request).expect("a hand-off serializes"),
-            }));
+            }))
         }
     }
-
-    if let (None, Some(order), Some(version)) = (&parsed.job_state, js_order, state_version) {
-        if version < order.version {
-            return Err(format!(
-                "/state holds version {version} but version {} was finished and its job_state consumed: \
-                 nothing stored can re-drive it; publish the job's result again (a newer version)",
-                order.version
-            ));
-        }
-    }
-    if resource.heat_stacks.is_none() && resource.job_state.is_none() && resource.state.is_none() {
-        return Err(
-            "no record of this resource (only order keys, or nothing): nothing to re-drive from"
-                .into(),
-        );
-    }
-    Ok(None)
 }
 
 /// The job action a Heat status comes from. A rollback follows a failed create, or a
@@ -185,97 +164,11 @@ fn action_of(status: &str, has_state: bool) -> Action {
     }
 }
 
-/// Re-drives one resource: its dead letters if it has any, else its records.
-pub async fn reconcile(
-    store: &Store,
-    url: &AmqpConfig,
-    topology: &Topology,
-    keys: &Keyspace,
-    path: &str,
-    id: &str,
-    dry_run: bool,
-) -> Result<Reconciled, ReconcileError> {
-    let done = |action, detail| Reconciled {
-        path: path.to_string(),
-        id: id.to_string(),
-        action,
-        detail,
-    };
-    let ours = |body: &[u8]| dlq::resource_of(body).is_some_and(|(p, i)| p == path && i == id);
-    let mut letters = Vec::new();
-    for stage in StageName::ALL {
-        let replayed =
-            match dlq::replay_where(url, topology, stage, DEAD_LETTER_LIMIT, dry_run, ours).await {
-                Ok(replayed) => replayed,
-                Err(DlqError::NoQueue { .. }) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-        for r in replayed {
-            let why = format!(
-                "{} {}",
-                r.info.class.as_deref().unwrap_or(&r.info.kind),
-                r.info.reason.as_deref().unwrap_or("")
-            );
-            letters.push((stage, why.trim().to_string()));
-        }
-    }
-    if !letters.is_empty() {
-        let detail = letters
-            .iter()
-            .map(|(stage, why)| format!("{stage}: {why}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(done(Remedy::Replayed { letters }, detail));
-    }
-
-    let resource = Resource::read(store, keys, path, id).await?;
-    match redrive_from_records(&resource) {
-        Err(reason) => Ok(done(Remedy::Cannot, reason)),
-        Ok(None) => Ok(done(Remedy::Nothing, "nothing half done".into())),
-        Ok(Some(redrive)) => {
-            if !dry_run {
-                publish(url, topology, &redrive).await?;
-            }
-            Ok(done(
-                Remedy::Published {
-                    stage: redrive.stage,
-                    version: redrive.version,
-                },
-                format!(
-                    "hand-off for version {} rebuilt from the stored records",
-                    redrive.version
-                ),
-            ))
-        }
-    }
-}
-
-async fn publish(
-    url: &AmqpConfig,
-    topology: &Topology,
-    redrive: &Redrive,
-) -> Result<(), PublishError> {
-    let (connection, _node) = amqp::connect(url, "reconcile").await?;
-    let channel = amqp::confirm_channel(&connection).await?;
-    topology.declare(&channel).await?;
-    let mut properties = input_properties();
-    let mut headers = properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        "traceparent".into(),
-        amqp::long_string(&TraceParent::start().header()),
-    );
-    headers.insert("x-reconciled".into(), amqp::long_string("true"));
-    properties = properties.with_headers(headers);
-    let (exchange, routing_key) = topology.route(redrive.stage);
-    let sent =
-        amqp::publish_confirmed(&channel, &exchange, routing_key, &redrive.body, properties).await;
-    let _ = connection.close(200, "done".into()).await;
-    sent
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::Family;
+    use crate::ops::state::Unreadable;
     use crate::plan::Stored;
     use crate::records::Handoff;
 
@@ -291,11 +184,7 @@ mod tests {
     const V1: &[u8] = br#"{"version":1,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"x"}"#;
 
     fn resource() -> Resource {
-        Resource {
-            path: "ports".into(),
-            id: "r1".into(),
-            ..Resource::default()
-        }
+        Resource::new("ports", "r1")
     }
 
     #[test]
@@ -347,15 +236,20 @@ mod tests {
             job_state_order: stored(V1),
             ..resource()
         };
-        assert!(redrive_from_records(&corrupt)
-            .unwrap_err()
-            .contains("unreadable"));
+        assert!(matches!(
+            redrive_from_records(&corrupt),
+            Err(CannotRedrive::Unreadable(Unreadable {
+                family: Family::JobState,
+                ..
+            }))
+        ));
         let orderless = Resource {
             job_state: stored(JS),
             ..resource()
         };
-        assert!(redrive_from_records(&orderless)
-            .unwrap_err()
-            .contains("no order key"));
+        assert_eq!(
+            redrive_from_records(&orderless),
+            Err(CannotRedrive::NoOrderKey)
+        );
     }
 }

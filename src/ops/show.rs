@@ -1,6 +1,7 @@
-//! `heat-pipeline show`: the three records of one resource.
+//! `heat-pipeline show`: the three records of one resource, read at one revision.
 
-use crate::keys::Keyspace;
+use crate::keys::{Family, Keyspace};
+use crate::ops::state::{self, Resource, ResourceState};
 use crate::records::OrderKey;
 use crate::store::{Store, Transient};
 
@@ -22,41 +23,42 @@ pub struct Shown {
     pub removed: Option<(i64, Vec<u8>)>,
 }
 
-/// Reads the three records of `path`/`id`.
+/// The records `show` prints, in order, with their names.
+const RECORDS: [(&str, Family); 3] = [
+    ("heat_stacks", Family::HeatStacks),
+    ("job_state", Family::JobState),
+    ("state", Family::State),
+];
+
+/// Reads the three records of `path`/`id`, with the keys that say who wrote them, at one
+/// revision.
 pub async fn records(
     store: &Store,
     keys: &Keyspace,
     path: &str,
     id: &str,
 ) -> Result<Vec<Shown>, Transient> {
-    let mut shown = Vec::with_capacity(3);
-    let lineage_keys = [
-        keys.heat_stack_order(path, id),
-        keys.job_state_order(path, id),
-        keys.state_lineage(path, id),
-    ];
-    for ((name, key), lineage_key) in keys.records_of(path, id).into_iter().zip(lineage_keys) {
-        let stored = store.get(&key, None).await?;
-        let revision = stored.as_ref().map(|s| s.mod_revision);
-        let value = stored.map(|s| s.value);
-        let lineage = store
-            .get(&lineage_key, None)
-            .await?
-            .and_then(|s| OrderKey::from_bytes(&s.value));
-        let removed = match (&value, name) {
-            (None, "job_state") => last_job_state(store, keys, path, id).await?,
-            _ => None,
-        };
-        shown.push(Shown {
+    let resource = state::read(store, keys, path, id).await?;
+    let mut removed = match resource.job_state {
+        None => last_job_state(store, keys, &resource).await?,
+        Some(_) => None,
+    };
+    let parsed = ResourceState::of(&resource);
+    let shown = RECORDS.map(|(name, family)| {
+        let stored = resource.get(family);
+        Shown {
             name,
-            key,
-            value,
-            revision,
-            lineage,
-            removed,
-        });
-    }
-    Ok(shown)
+            key: resource.key(keys, family),
+            value: stored.map(|s| s.value.clone()),
+            revision: stored.map(|s| s.mod_revision),
+            lineage: parsed.lineage_of(family).cloned(),
+            removed: match family {
+                Family::JobState => removed.take(),
+                _ => None,
+            },
+        }
+    });
+    Ok(shown.into())
 }
 
 /// The job_state record's order key is written in the same transaction as the record and
@@ -64,13 +66,12 @@ pub async fn records(
 async fn last_job_state(
     store: &Store,
     keys: &Keyspace,
-    path: &str,
-    id: &str,
+    resource: &Resource,
 ) -> Result<Option<(i64, Vec<u8>)>, Transient> {
-    let Some(order) = store.get(&keys.job_state_order(path, id), None).await? else {
+    let Some(order) = &resource.job_state_order else {
         return Ok(None);
     };
-    let key = keys.job_state(path, id);
+    let key = resource.key(keys, Family::JobState);
     // A compacted revision is an error from etcd; history is a courtesy, so say nothing.
     Ok(store
         .get(&key, Some(order.mod_revision))

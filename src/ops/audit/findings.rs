@@ -1,204 +1,113 @@
-//! A resource's records in, its findings out: pure, so that every invariant is unit-tested
-//! without etcd.
+//! A resource's keys in, its findings out: the rules of [`ResourceState`] put in words.
+//! Pure, so that every invariant is unit-tested without etcd.
 
 use std::time::{Duration, SystemTime};
 
-use crate::keys::Keyspace;
+use crate::keys::{Family, Keyspace};
 use crate::lifecycle::Phase;
+use crate::ops::state::{is_old, Orphan, Resource, ResourceState, StateVersion};
 use crate::records::OrderKey;
 
 use super::problem::{Finding, Problem};
-use super::resource::{Parsed, Resource};
 
-fn ok<T>(value: &Option<Result<T, String>>) -> Option<&T> {
-    value.as_ref().and_then(|r| r.as_ref().ok())
-}
-
-/// Whether a record written at `written_at` (RFC 3339) is at least `older_than` old at
-/// `now`; an unknown time (an order key from before lineage) counts as old.
-fn is_old(written_at: Option<&str>, now: SystemTime, older_than: Duration) -> bool {
-    let Some(at) = written_at.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
-        return true;
-    };
-    now.duration_since(at).unwrap_or(Duration::ZERO) >= older_than
-}
-
-/// Classifies one resource's records into findings (pure: the scan's decisions, unit-tested).
-/// `older_than` applies to the problems a running job shows for a moment (`stuck`,
-/// `behind`); the others are never a transient state of the pipeline.
+/// Classifies one resource's keys into findings, in this order: unreadable keys, orphans,
+/// stuck, stale, behind. `older_than` applies to the problems a running job shows for a
+/// moment (`stuck`, `behind`); the others are never a transient state of the pipeline.
 pub fn classify(
     resource: &Resource,
     keys: &Keyspace,
     now: SystemTime,
     older_than: Duration,
 ) -> Vec<Finding> {
-    let (path, id) = (resource.path.as_str(), resource.id.as_str());
-    let parsed = Parsed::of(resource);
-    let mut findings = Vec::new();
-    let finding = |problem, key: String, order: Option<&OrderKey>, detail: String| Finding {
+    let state = ResourceState::of(resource);
+    let finding = |problem, family, order: Option<&OrderKey>, detail: String| Finding {
         problem,
-        path: path.to_string(),
-        id: id.to_string(),
+        path: resource.path.clone(),
+        id: resource.id.clone(),
         version: order.map(|o| o.version),
         phase: order.map(|o| o.phase),
         since: order.and_then(|o| o.written_at.clone()),
-        key,
+        key: resource.key(keys, family),
         detail,
         dead_letter: None,
     };
-
-    // Unreadable: each present key that does not parse as its format.
-    let unreadable = [
-        (
-            parsed.heat_stacks.as_ref().map(|r| r.as_ref().err()),
-            keys.heat_stack(path, id),
-            "heat_stacks",
-        ),
-        (
-            parsed.heat_stacks_order.as_ref().map(|r| r.as_ref().err()),
-            keys.heat_stack_order(path, id),
-            "heat_stacks order key",
-        ),
-        (
-            parsed.job_state.as_ref().map(|r| r.as_ref().err()),
-            keys.job_state(path, id),
-            "job_state",
-        ),
-        (
-            parsed.job_state_order.as_ref().map(|r| r.as_ref().err()),
-            keys.job_state_order(path, id),
-            "job_state order key",
-        ),
-        (
-            parsed.state.as_ref().map(|r| r.as_ref().err()),
-            keys.state(path, id),
-            "/state",
-        ),
-    ];
-    for (error, key, what) in unreadable {
-        if let Some(Some(error)) = error {
-            findings.push(finding(
-                Problem::Unreadable,
-                key,
-                None,
-                format!("{what} does not parse as its format: {error}"),
-            ));
-        }
-    }
-
-    let hs = resource.heat_stacks.is_some();
-    let hso = resource.heat_stacks_order.is_some();
-    let js = resource.job_state.is_some();
-    let jso = resource.job_state_order.is_some();
-    let st = resource.state.is_some();
-    let hs_order = ok(&parsed.heat_stacks_order);
-    let js_order = ok(&parsed.job_state_order);
-    // `/state`'s version; `None` when absent, unknown when unreadable (then no rule on it).
-    let state_version = match &parsed.state {
-        None => Some(None),
-        Some(Ok(state)) => Some(Some(state.version)),
-        Some(Err(_)) => None,
-    };
-    let state_below = |version: u64| state_version.is_some_and(|v| v.is_none_or(|v| v < version));
-
-    // Orphans.
-    if hso && !hs {
+    let mut findings: Vec<Finding> = state
+        .unreadable_keys()
+        .map(|unreadable| {
+            let detail = unreadable.to_string();
+            finding(Problem::Unreadable, unreadable.family, None, detail)
+        })
+        .collect();
+    for orphan in state.orphans() {
+        let family = orphan.family();
         findings.push(finding(
             Problem::Orphan,
-            keys.heat_stack_order(path, id),
-            hs_order,
-            "heat_stacks order key without its heat_stacks record".into(),
+            family,
+            state.order(family),
+            orphan_words(orphan).into(),
         ));
     }
-    if hs && !hso {
+    let state_version = state.state_version();
+    if let Some(order) = state.stuck().filter(|o| is_old(o, now, older_than)) {
+        let detail = match order.phase {
+            Phase::Final => format!(
+                "job_state of version {} is final but /state {}",
+                order.version,
+                state_words(state_version)
+            ),
+            Phase::InProgress => format!(
+                "job_state of version {} is still in progress (no final result from Heat), /state {}",
+                order.version,
+                state_words(state_version)
+            ),
+        };
         findings.push(finding(
-            Problem::Orphan,
-            keys.heat_stack(path, id),
-            None,
-            "heat_stacks without its order key".into(),
+            Problem::Stuck,
+            Family::JobState,
+            Some(order),
+            detail,
         ));
     }
-    if js && !jso {
+    if let Some(stale) = state.stale() {
+        let detail = format!(
+            "/state holds version {}, but version {} was finished (job_state consumed)",
+            stale.state, stale.order.version
+        );
         findings.push(finding(
-            Problem::Orphan,
-            keys.job_state(path, id),
-            None,
-            "job_state without its order key".into(),
+            Problem::Stale,
+            Family::State,
+            Some(stale.order),
+            detail,
         ));
     }
-    if jso && !js && !st {
+    if let Some(order) = state.behind().filter(|o| is_old(o, now, older_than)) {
+        let detail = format!(
+            "heat_stacks holds version {} ({}) but job_state {} and /state {}",
+            order.version,
+            phase_word(order.phase),
+            match state.order(Family::JobStateOrder) {
+                Some(j) => format!("is at version {} ({})", j.version, phase_word(j.phase)),
+                None => "has no order".to_string(),
+            },
+            state_words(state_version)
+        );
         findings.push(finding(
-            Problem::Orphan,
-            keys.job_state_order(path, id),
-            js_order,
-            "job_state order key with neither job_state nor /state".into(),
+            Problem::Behind,
+            Family::HeatStacks,
+            Some(order),
+            detail,
         ));
-    }
-
-    // Stuck: normalize wrote job_state, wrap never turned it into /state.
-    if let (true, Some(order)) = (js, js_order) {
-        if state_below(order.version) && is_old(order.written_at.as_deref(), now, older_than) {
-            let detail = match order.phase {
-                Phase::Final => format!(
-                    "job_state of version {} is final but /state {}",
-                    order.version,
-                    state_words(&state_version)
-                ),
-                Phase::InProgress => format!(
-                    "job_state of version {} is still in progress (no final result from Heat), /state {}",
-                    order.version,
-                    state_words(&state_version)
-                ),
-            };
-            findings.push(finding(
-                Problem::Stuck,
-                keys.job_state(path, id),
-                Some(order),
-                detail,
-            ));
-        }
-    }
-
-    // Stale: wrap finished a version (job_state consumed) and /state is older than it.
-    if let (false, Some(order), Some(Some(version))) = (js, js_order, state_version) {
-        if order.phase == Phase::Final && version < order.version {
-            findings.push(finding(
-                Problem::Stale,
-                keys.state(path, id),
-                Some(order),
-                format!(
-                    "/state holds version {version}, but version {} was finished (job_state consumed)",
-                    order.version
-                ),
-            ));
-        }
-    }
-
-    // Behind: capture recorded a result that normalize never took.
-    if let (true, Some(order)) = (hs, hs_order) {
-        let taken = js_order.is_some_and(|j| j.order() >= order.order());
-        if !taken
-            && state_below(order.version)
-            && is_old(order.written_at.as_deref(), now, older_than)
-        {
-            findings.push(finding(
-                Problem::Behind,
-                keys.heat_stack(path, id),
-                Some(order),
-                format!(
-                    "heat_stacks holds version {} ({}) but job_state {} and /state {}",
-                    order.version,
-                    phase_word(order.phase),
-                    match js_order {
-                        Some(j) => format!("is at version {} ({})", j.version, phase_word(j.phase)),
-                        None => "has no order".to_string(),
-                    },
-                    state_words(&state_version)
-                ),
-            ));
-        }
     }
     findings
+}
+
+fn orphan_words(orphan: Orphan) -> &'static str {
+    match orphan {
+        Orphan::HeatStacksOrder => "heat_stacks order key without its heat_stacks record",
+        Orphan::HeatStacks => "heat_stacks without its order key",
+        Orphan::JobState => "job_state without its order key",
+        Orphan::JobStateOrder => "job_state order key with neither job_state nor /state",
+    }
 }
 
 fn phase_word(phase: Phase) -> &'static str {
@@ -208,17 +117,18 @@ fn phase_word(phase: Phase) -> &'static str {
     }
 }
 
-fn state_words(state_version: &Option<Option<u64>>) -> String {
+fn state_words(state_version: StateVersion) -> String {
     match state_version {
-        Some(None) => "is absent".to_string(),
-        Some(Some(v)) => format!("holds version {v}"),
-        None => "is unreadable".to_string(),
+        StateVersion::Absent => "is absent".to_string(),
+        StateVersion::At(v) => format!("holds version {v}"),
+        StateVersion::Unreadable => "is unreadable".to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::state::Next;
     use crate::plan::Stored;
 
     const NOW: &str = "2026-11-27T09:00:00Z";
@@ -376,5 +286,73 @@ mod tests {
             problems(&unreadable),
             vec![(Problem::Unreadable, None), (Problem::Unreadable, None)]
         );
+    }
+
+    /// `reconcile` picks (`half_done`) and re-drives (`next`) exactly what `audit` reports
+    /// stuck or behind, over every mix of absent, old, recent and unreadable keys.
+    #[test]
+    fn reconcile_picks_and_re_drives_what_audit_reports_stuck_or_behind() {
+        let garbage = || stored(b"{");
+        let orders = || {
+            [
+                None,
+                order(1, "final", Some(OLD)),
+                order(2, "in_progress", Some(RECENT)),
+                order(2, "final", None),
+                garbage(),
+            ]
+        };
+        let keys = Keyspace::new("", "v2.0");
+        let older_than = Duration::from_secs(600);
+        let mut cases = 0;
+        for heat_stacks in [None, stored(HS), garbage()] {
+            for heat_stacks_order in orders() {
+                for job_state in [None, stored(JS), garbage()] {
+                    for job_state_order in orders() {
+                        for state in [None, state(1), state(2), garbage()] {
+                            let resource = Resource {
+                                heat_stacks: heat_stacks.clone(),
+                                heat_stacks_order: heat_stacks_order.clone(),
+                                job_state: job_state.clone(),
+                                job_state_order: job_state_order.clone(),
+                                state,
+                                ..resource()
+                            };
+                            let found = |older_than| {
+                                classify(&resource, &keys, now(), older_than)
+                                    .into_iter()
+                                    .map(|f| f.problem)
+                                    .collect::<Vec<_>>()
+                            };
+                            let (old, any_age) = (found(older_than), found(Duration::ZERO));
+                            let model = ResourceState::of(&resource);
+                            let half_done =
+                                old.contains(&Problem::Stuck) || old.contains(&Problem::Behind);
+                            assert_eq!(
+                                model.half_done(now(), older_than),
+                                half_done,
+                                "{resource:?}"
+                            );
+                            match model.next() {
+                                Ok(Some(Next::Wrap { .. })) => {
+                                    assert!(any_age.contains(&Problem::Stuck), "{resource:?}")
+                                }
+                                Ok(Some(Next::Normalize { .. })) => {
+                                    assert!(any_age.contains(&Problem::Behind), "{resource:?}")
+                                }
+                                Ok(None) => assert!(
+                                    !any_age.contains(&Problem::Stuck)
+                                        && !any_age.contains(&Problem::Behind),
+                                    "{resource:?}"
+                                ),
+                                Err(_) => {}
+                            }
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 3 * 5 * 3 * 5 * 4);
     }
 }

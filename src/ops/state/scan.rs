@@ -210,11 +210,8 @@ pub async fn scan(
         };
         let suffix = String::from_utf8_lossy(&next);
         let (path, id) = suffix.split_once('/').unwrap_or((&suffix, ""));
-        let mut resource = Resource {
-            path: path.to_string(),
-            id: id.to_string(),
-            ..Resource::default()
-        };
+        let mut resource = Resource::new(path, id);
+        resource.revision = scan.revision.unwrap_or(0);
         for cursor in &mut cursors {
             if cursor.buffer.front().is_some_and(|(s, _)| *s == next) {
                 let (_, stored) = cursor.buffer.pop_front().expect("a front");
