@@ -1,5 +1,6 @@
-//! Checks that need no service and keep the docs and the layering from drifting: the code
-//! map names every source file, pure modules import no adapter, and every metric the
+//! Checks that need no service and keep the docs and the layering from drifting:
+//! docs/ARCHITECTURE.md names every module and only constants that exist, the service
+//! clients stay in their adapters, pure modules import no adapter, and every metric the
 //! dashboard and the alert rules name is one the code registers.
 
 use std::collections::BTreeSet;
@@ -64,35 +65,102 @@ fn all_sources() -> Vec<String> {
     found
 }
 
-#[test]
-fn the_code_map_names_every_source_file_and_no_missing_one() {
+/// The backticked words of docs/ARCHITECTURE.md.
+fn named_in_architecture() -> Vec<String> {
     let map = read("docs/ARCHITECTURE.md");
-    let files = all_sources();
-    let unnamed: Vec<_> = files
-        .iter()
-        .filter(|f| !map.contains(&format!("`{f}`")))
-        .collect();
-    assert!(
-        unnamed.is_empty(),
-        "docs/ARCHITECTURE.md's code map does not name (as `path/from/src.rs`): {unnamed:?}"
-    );
-    // And every `something.rs` it names exists, so the map never points at a removed file.
-    let named: BTreeSet<&str> = map
-        .split('`')
+    map.split('`')
         .skip(1)
         .step_by(2)
-        .filter(|s| s.ends_with(".rs") && !s.contains(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_architecture_names_every_module_and_nothing_missing() {
+    let named = named_in_architecture();
+    let files = all_sources();
+    // Every top-level file and folder of src/ (`ops/`, `main.rs`).
+    let modules: BTreeSet<String> = files
+        .iter()
+        .map(|f| match f.split_once('/') {
+            Some((folder, _)) => format!("{folder}/"),
+            None => f.clone(),
+        })
         .collect();
+    let unnamed: Vec<_> = modules.iter().filter(|m| !named.contains(m)).collect();
+    assert!(
+        unnamed.is_empty(),
+        "docs/ARCHITECTURE.md does not name these modules: {unnamed:?}"
+    );
+    // Every file or folder it names exists (under src/, at any depth, or from the root).
     let stale: Vec<_> = named
         .iter()
-        .filter(|name| {
-            let under_src = name.strip_prefix("src/").unwrap_or(name);
-            !files.iter().any(|f| f == under_src) && !repo().join(name).exists()
+        .filter(|n| (n.ends_with(".rs") || n.ends_with('/')) && !n.contains(' '))
+        .filter(|n| {
+            let bare = n.trim_end_matches('/');
+            let in_src = files
+                .iter()
+                .any(|f| f.ends_with(bare) || f.contains(&format!("{bare}/")));
+            !in_src
+                && !repo().join(bare).exists()
+                && !repo().join("tests/integration").join(bare).exists()
         })
         .collect();
     assert!(
         stale.is_empty(),
         "docs/ARCHITECTURE.md names files that do not exist: {stale:?}"
+    );
+}
+
+#[test]
+fn every_constant_the_architecture_names_exists() {
+    let code: String = all_sources()
+        .iter()
+        .map(|f| read(format!("src/{f}")))
+        .collect();
+    let missing: Vec<_> = named_in_architecture()
+        .into_iter()
+        .filter(|w| {
+            w.len() > 3
+                && w.contains('_')
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .filter(|name| {
+            // A constant, or a setting's environment variable.
+            !code.contains(&format!("const {name}:"))
+                && !code.contains(&format!("static {name}:"))
+                && !code.contains(&format!("\"{name}\""))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/ARCHITECTURE.md names constants the code does not define: {missing:?}"
+    );
+}
+
+#[test]
+fn the_service_clients_are_named_only_where_the_invariants_say() {
+    let mut offences = Vec::new();
+    for file in all_sources() {
+        let allowed_etcd = file.starts_with("store/");
+        let allowed_lapin = ["amqp/", "runner/", "ops/"]
+            .iter()
+            .any(|p| file.starts_with(p));
+        for (n, line) in read(format!("src/{file}")).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if !allowed_etcd && code.contains("etcd_client") {
+                offences.push(format!("src/{file}:{}: etcd_client", n + 1));
+            }
+            if !allowed_lapin && (code.contains("lapin::") || code.contains("use lapin")) {
+                offences.push(format!("src/{file}:{}: lapin", n + 1));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "only store/ may name etcd_client, only amqp/, runner/ and ops/ lapin:\n{}",
+        offences.join("\n")
     );
 }
 
