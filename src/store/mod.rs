@@ -22,8 +22,8 @@ mod unreached;
 
 pub use batch::BatchedStore;
 pub use error::{StepError, Transient};
-pub use unreached::{describe_failure, ConnectError};
 use unreached::{classify_connect_error, Unreached};
+pub use unreached::{describe_failure, ConnectError};
 
 /// How to reach etcd: endpoints, request timeout, TLS and credentials. Built from the
 /// settings by `Settings::store_config`; prints without secrets.

@@ -7,14 +7,15 @@
 
 mod helpers;
 
-mod amqps;
 mod alerts;
+mod amqps;
 mod audit;
 mod cache;
 mod cli;
 mod cluster;
 mod dlq;
 mod faults;
+mod operator;
 mod pipeline;
 mod poison;
 mod processes;
@@ -25,5 +26,4 @@ mod status;
 mod store;
 mod telemetry;
 mod tidy;
-mod operator;
 mod trust;

@@ -51,7 +51,14 @@ async fn upstream_may_publish_heat_results_and_nothing_else() {
     rabbit
         .ctl(&["set_permissions", "-p", "/", "pipeline", &own, &own, &own])
         .await;
-    let port = rabbit.url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    let port = rabbit
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
     pipeline.services.amqp_url = format!("amqp://pipeline:hp-secret@127.0.0.1:{port}/%2f");
     pipeline.start_stages(4).await;
 
@@ -67,7 +74,9 @@ async fn upstream_may_publish_heat_results_and_nothing_else() {
         StageName::Capture.routing_key(),
         StageName::Wrap.routing_key(),
     );
-    publish(&heat, &name, capture_key).await.expect("a Heat result is taken");
+    publish(&heat, &name, capture_key)
+        .await
+        .expect("a Heat result is taken");
     pipeline.assert_seed_records().await;
 
     // A forged hand-off through the input exchange reaches no queue.
@@ -80,7 +89,11 @@ async fn upstream_may_publish_heat_results_and_nothing_else() {
     let handoff = pipeline.topology.handoff_exchange();
     let dead = pipeline.topology.dead_exchange();
     let wrap_queue = pipeline.topology.queue(StageName::Wrap);
-    for (exchange, key) in [(handoff.as_str(), wrap_key), (dead.as_str(), "wrap"), ("", wrap_queue.as_str())] {
+    for (exchange, key) in [
+        (handoff.as_str(), wrap_key),
+        (dead.as_str(), "wrap"),
+        ("", wrap_queue.as_str()),
+    ] {
         let result = publish(&channel().await, exchange, key).await;
         assert!(refused(result), "{exchange:?} {key:?} must be refused");
     }
@@ -139,7 +152,10 @@ async fn seal_closes_the_legacy_way_to_the_stage_queues() {
     pipeline.wait_ready(&wrap_queue, 1).await;
 
     topology.seal(&pipeline.channel).await.expect("seal");
-    topology.seal(&pipeline.channel).await.expect("seal is idempotent");
+    topology
+        .seal(&pipeline.channel)
+        .await
+        .expect("seal is idempotent");
     let forged = publish(&pipeline.channel, input, wrap_key).await;
     assert!(
         matches!(forged, Err(PublishError::Unroutable { .. })),
