@@ -129,33 +129,7 @@ fn state_words(state_version: StateVersion) -> String {
 mod tests {
     use super::*;
     use crate::ops::state::Next;
-    use crate::plan::Stored;
-
-    const NOW: &str = "2026-11-27T09:00:00Z";
-    const OLD: &str = "2026-11-27T08:00:00.000Z";
-    const RECENT: &str = "2026-11-27T08:59:30.000Z";
-    const HS: &[u8] = br#"{"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [], "status_reason": "ok", "id": "port:r1"}"#;
-    const JS: &[u8] = br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#;
-
-    fn now() -> SystemTime {
-        humantime::parse_rfc3339(NOW).unwrap()
-    }
-
-    fn stored(value: &[u8]) -> Option<Stored> {
-        Some(Stored {
-            value: value.to_vec(),
-            mod_revision: 7,
-        })
-    }
-
-    fn order(version: u64, phase: &str, at: Option<&str>) -> Option<Stored> {
-        let at = at.map_or(String::new(), |t| format!(r#","written_at":"{t}""#));
-        stored(format!(r#"{{"version":{version},"phase":"{phase}"{at}}}"#).as_bytes())
-    }
-
-    fn state(version: u64) -> Option<Stored> {
-        stored(format!(r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}}, "version": {version}, "error": ""}}"#).as_bytes())
-    }
+    use crate::ops::state::fixtures::*;
 
     fn resource() -> Resource {
         Resource {

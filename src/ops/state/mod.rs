@@ -14,6 +14,8 @@
 //! - [`read`](mod@read): one resource at one revision (etcd).
 //! - [`scan`](mod@scan): every resource of a prefix, paged, at one revision (etcd).
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod model;
 pub mod read;
 pub mod resource;

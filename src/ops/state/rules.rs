@@ -232,42 +232,15 @@ impl ResourceState<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Stored;
-
-    const NOW: &str = "2026-11-27T09:00:00Z";
-    const OLD: &str = "2026-11-27T08:00:00.000Z";
-    const RECENT: &str = "2026-11-27T08:59:30.000Z";
-    const HS: &[u8] = br#"{"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [], "status_reason": "ok", "id": "port:r1"}"#;
-    const JS: &[u8] = br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#;
-
-    fn now() -> SystemTime {
-        humantime::parse_rfc3339(NOW).unwrap()
-    }
-
-    fn stored(value: &[u8]) -> Option<Stored> {
-        Some(Stored {
-            value: value.to_vec(),
-            mod_revision: 7,
-        })
-    }
-
-    fn order(version: u64, phase: &str, at: &str) -> Option<Stored> {
-        stored(
-            format!(r#"{{"version":{version},"phase":"{phase}","written_at":"{at}"}}"#).as_bytes(),
-        )
-    }
-
-    fn state(version: u64) -> Option<Stored> {
-        stored(format!(r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}}, "version": {version}, "error": ""}}"#).as_bytes())
-    }
+    use crate::ops::state::fixtures::*;
 
     #[test]
     fn stuck_and_behind_are_half_done_once_old_and_next_takes_stuck_first() {
         let resource = Resource {
             heat_stacks: stored(HS),
-            heat_stacks_order: order(4, "final", OLD),
+            heat_stacks_order: order(4, "final", Some(OLD)),
             job_state: stored(JS),
-            job_state_order: order(3, "final", RECENT),
+            job_state_order: order(3, "final", Some(RECENT)),
             state: state(2),
             ..Resource::new("ports", "r1")
         };
@@ -286,7 +259,7 @@ mod tests {
     fn an_unreadable_state_is_below_nothing() {
         let resource = Resource {
             job_state: stored(JS),
-            job_state_order: order(3, "final", OLD),
+            job_state_order: order(3, "final", Some(OLD)),
             state: stored(b"{"),
             ..Resource::new("ports", "r1")
         };
@@ -308,7 +281,7 @@ mod tests {
     fn a_consumed_job_state_is_stale_only_when_final_and_never_re_driven() {
         for (phase, stale) in [("final", true), ("in_progress", false)] {
             let resource = Resource {
-                job_state_order: order(5, phase, OLD),
+                job_state_order: order(5, phase, Some(OLD)),
                 state: state(4),
                 ..Resource::new("ports", "r1")
             };
@@ -328,7 +301,7 @@ mod tests {
     #[test]
     fn orphans_and_the_resources_nothing_can_re_drive() {
         let lonely = Resource {
-            heat_stacks_order: order(1, "final", OLD),
+            heat_stacks_order: order(1, "final", Some(OLD)),
             ..Resource::new("ports", "r1")
         };
         let state = ResourceState::of(&lonely);
@@ -347,7 +320,7 @@ mod tests {
     fn a_job_state_s_age_comes_from_its_order_key() {
         let resource = Resource {
             job_state: stored(JS),
-            job_state_order: order(1, "final", OLD),
+            job_state_order: order(1, "final", Some(OLD)),
             ..Resource::new("ports", "r1")
         };
         assert_eq!(
