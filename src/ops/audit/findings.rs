@@ -128,8 +128,8 @@ fn state_words(state_version: StateVersion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::state::Next;
     use crate::ops::state::fixtures::*;
+    use crate::ops::state::Next;
 
     fn resource() -> Resource {
         Resource {
