@@ -70,8 +70,28 @@ async fn metrics_health_and_readiness_are_served() {
         .await;
     pipeline.take_dead_letters(StageName::Capture, 1).await;
 
-    let (status, metrics) = get(&format!("http://{addr}/metrics"));
-    assert_eq!(status, 200);
+    // A message is counted after its ack, which follows the record and the dead letter the
+    // test has already seen: scrape until both are counted.
+    let counted = |metrics: &str| {
+        let done = |stage: &str, outcome: &str| {
+            let labels = [
+                format!("stage=\"{stage}\""),
+                format!("outcome=\"{outcome}\""),
+            ];
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            sample(metrics, "heat_pipeline_messages_total", &labels) == Some(1.0)
+        };
+        done("wrap", "written") && done("capture", "dead_lettered")
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let metrics = loop {
+        let (status, metrics) = get(&format!("http://{addr}/metrics"));
+        assert_eq!(status, 200);
+        if counted(&metrics) || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for stage in ["capture", "normalize", "wrap"] {
         let stage_label = format!("stage=\"{stage}\"");
         assert_eq!(
@@ -119,7 +139,7 @@ async fn metrics_health_and_readiness_are_served() {
         sample(
             &metrics,
             "heat_pipeline_rejections_total",
-            &["class=\"malformed_json\""]
+            &["stage=\"capture\"", "class=\"malformed_json\""]
         ),
         Some(1.0)
     );
