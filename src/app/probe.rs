@@ -13,14 +13,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{describe_failure, Store};
-use crate::telemetry::events::{InFlight, StoreOutage};
+use crate::telemetry::events::{InFlight, StoreOutage, OUTAGE_SUMMARY_EVERY};
 use crate::telemetry::health::Health;
 
 /// How often etcd is asked, so that readiness follows an outage even when no message flows.
 pub(super) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// How often a lasting outage is summed up in the log.
-pub(super) const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(30);
 
 /// An outage as the probe follows it.
 struct Outage {

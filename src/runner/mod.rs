@@ -29,15 +29,12 @@ use tokio_util::sync::CancellationToken;
 use crate::amqp::Refusal;
 use crate::stages::Stage;
 use crate::store::BatchedStore;
-use crate::telemetry::events::{Reconnected, StageStarted};
+use crate::telemetry::events::{Reconnected, StageStarted, OUTAGE_SUMMARY_EVERY};
 use session::{Loss, OpenError, Session, SessionEnd};
 use worker::Worker;
 
 pub use connection::SharedConnection;
 pub use worker::{Pipeline, RunOptions, DEFAULT_CONCURRENCY};
-
-/// How often a broker that stays away is summed up in the log (after the first line).
-const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(30);
 
 /// How long opening a session may take: reaching a node (each node of a cluster gets
 /// `amqp::connect::NODE_TIMEOUT`), its channels and the topology.

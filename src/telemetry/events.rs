@@ -360,6 +360,10 @@ impl Readiness {
     }
 }
 
+/// How often a dependency that stays away (etcd for the probe, the broker for a stage's
+/// reconnect loop) is summed up in the log, after the line that says it went.
+pub const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
 /// What the etcd probe saw change: etcd stopped answering, still does not, or answers
 /// again. One line each (and a summary every `OUTAGE_SUMMARY_EVERY` while it lasts),
 /// instead of a line per message per retry.
