@@ -74,37 +74,32 @@ mod tests {
     #[test]
     fn each_refusal_names_the_setting_to_fix() {
         let url = "amqp://app:****@h/%2f";
+        use AMQPErrorKind::{Hard, Soft};
+        use AMQPSoftError::{ACCESSREFUSED, PRECONDITIONFAILED};
         let cases = [
             (
-                broker(
-                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
-                    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN.",
-                ),
+                Soft(ACCESSREFUSED),
+                "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN.",
                 "AMQP_PASSWORD_FILE",
             ),
             (
-                broker(
-                    AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED),
-                    "NOT_ALLOWED - vhost nope not found",
-                ),
+                Hard(AMQPHardError::NOTALLOWED),
+                "NOT_ALLOWED - vhost nope not found",
                 "vhost at the end of AMQP_URL",
             ),
             (
-                broker(
-                    AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
-                    "ACCESS_REFUSED - access to queue 'hp.capture' in vhost '/' refused",
-                ),
+                Soft(ACCESSREFUSED),
+                "ACCESS_REFUSED - access to queue 'hp.capture' in vhost '/' refused",
                 "docs/SECURITY.md",
             ),
             (
-                broker(
-                    AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
-                    "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'hp.capture'",
-                ),
+                Soft(PRECONDITIONFAILED),
+                "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'hp.capture'",
                 "DELIVERY_LIMIT",
             ),
         ];
-        for (error, setting) in cases {
+        for (kind, text, setting) in cases {
+            let error = broker(kind, text);
             let refusal = Refusal::of(&error, url).expect("permanent");
             let line = refusal.to_string();
             assert!(line.contains(setting), "{line}");

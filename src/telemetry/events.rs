@@ -13,6 +13,9 @@ use crate::error::{RejectKind, Rejection};
 use crate::plan::Outcome;
 use crate::stages::StageName;
 
+mod outage;
+pub use outage::{Readiness, Reconnected, StoreOutage, OUTAGE_SUMMARY_EVERY};
+
 /// Registers the help text of every metric.
 pub(super) fn describe() {
     describe_counter!("heat_pipeline_messages_total", "Messages handled, by stage and outcome (written, duplicate, stale, not_final, dead_lettered).");
@@ -316,22 +319,6 @@ impl Drop for InFlight {
     }
 }
 
-/// A broker session was opened again after a loss.
-pub struct Reconnected {
-    pub stage: StageName,
-    pub attempt: u32,
-    /// How long the stage had no session.
-    pub after: Duration,
-}
-
-impl Reconnected {
-    pub fn emit(self) {
-        let after = humantime::format_duration(round(self.after));
-        tracing::info!(stage = %self.stage, attempt = self.attempt, %after, "broker session restored");
-        counter!("heat_pipeline_reconnects_total", "stage" => self.stage.as_str()).increment(1);
-    }
-}
-
 /// wrap wrote a /state: how old the result was.
 pub struct EndToEnd {
     pub age: Duration,
@@ -342,92 +329,4 @@ impl EndToEnd {
         histogram!("heat_pipeline_end_to_end_seconds", "stage" => "wrap")
             .record(self.age.as_secs_f64());
     }
-}
-
-/// A stage's readiness changed.
-pub struct Readiness {
-    pub stage: StageName,
-    pub ready: bool,
-}
-
-impl Readiness {
-    pub fn emit(self) {
-        gauge!("heat_pipeline_ready", "stage" => self.stage.as_str()).set(if self.ready {
-            1.0
-        } else {
-            0.0
-        });
-    }
-}
-
-/// How often a dependency that stays away (etcd for the probe, the broker for a stage's
-/// reconnect loop) is summed up in the log, after the line that says it went.
-pub const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(30);
-
-/// What the etcd probe saw change: etcd stopped answering, still does not, or answers
-/// again. One line each (and a summary every `OUTAGE_SUMMARY_EVERY` while it lasts),
-/// instead of a line per message per retry.
-pub enum StoreOutage<'a> {
-    Began {
-        endpoints: &'a str,
-        error: &'a str,
-        at_start: bool,
-    },
-    Lasts {
-        endpoints: &'a str,
-        error: &'a str,
-        since: Duration,
-    },
-    Ended {
-        endpoints: &'a str,
-        after: Duration,
-        waited: usize,
-    },
-}
-
-impl StoreOutage<'_> {
-    pub fn emit(self) {
-        match self {
-            StoreOutage::Began {
-                endpoints,
-                error,
-                at_start: true,
-            } => tracing::warn!(
-                endpoints,
-                error,
-                "etcd does not answer at start-up; the stages wait for it (check ETCD_ENDPOINTS)"
-            ),
-            StoreOutage::Began {
-                endpoints,
-                error,
-                at_start: false,
-            } => tracing::warn!(
-                endpoints,
-                error,
-                in_flight = InFlight::total(),
-                "etcd stopped answering; messages wait until it answers"
-            ),
-            StoreOutage::Lasts {
-                endpoints,
-                error,
-                since,
-            } => tracing::warn!(
-                endpoints, error, since = %humantime::format_duration(round(since)), waiting = InFlight::total(),
-                "etcd still does not answer"
-            ),
-            StoreOutage::Ended {
-                endpoints,
-                after,
-                waited,
-            } => tracing::info!(
-                endpoints, after = %humantime::format_duration(round(after)), waited,
-                "etcd answers again"
-            ),
-        }
-    }
-}
-
-/// A duration to the second, for a log line.
-fn round(duration: Duration) -> Duration {
-    Duration::from_secs(duration.as_secs())
 }

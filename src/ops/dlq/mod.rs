@@ -19,12 +19,13 @@
 //! dead-letter queue, explicitly with `basic.nack` or, if this process dies first, when the
 //! broker sees the connection close. Each fetch is bounded ([`FETCH_TIMEOUT`]).
 //!
-//! Parts: `broker.rs` (connection, bounded fetches), `letter.rs` ([`describe`],
+//! Parts: `broker.rs` (connection, bounded fetches), `replay.rs`, `letter.rs` ([`describe`],
 //! [`replay_properties`]), `escape.rs` (what is printed).
 
 mod broker;
 mod escape;
 mod letter;
+mod replay;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use broker::{fetch, fetch_one, requeue, Session};
 
 pub use escape::{escape, escape_bytes, preview, value_text, PREVIEW_BYTES};
 pub use letter::{describe, replay_properties, DeadLetterInfo};
+pub use replay::{replay, replay_where, replay_with_progress, Progress, Replayed};
 
 /// How long one `basic.get` may take. It is one round trip to the queue's leader:
 /// milliseconds normally, a few seconds during a leader election. Past this the broker or
@@ -104,25 +106,6 @@ pub struct Listing {
     pub letters: Vec<DeadLetterInfo>,
 }
 
-/// How far a replay is, told to [`replay_with_progress`]'s caller (for a progress bar): once
-/// per dead letter fetched, then once per dead letter replayed (in a dry run, described).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// `done` of the `of` letters to take are in hand (`of`: the queue's count at the start,
-    /// at most the limit; fewer arrive if others took some meanwhile).
-    Fetched { done: usize, of: usize },
-    /// `done` of the `of` letters fetched were replayed, each confirmed by the broker.
-    Replayed { done: usize, of: usize },
-}
-
-/// One dead letter sent back to its stage (or that would be, in a dry run).
-#[derive(Debug)]
-pub struct Replayed {
-    pub info: DeadLetterInfo,
-    pub exchange: String,
-    pub routing_key: String,
-}
-
 /// Shows up to `limit` dead letters of `stage` and leaves them all in the queue.
 pub async fn list(
     url: &amqp::AmqpConfig,
@@ -132,163 +115,42 @@ pub async fn list(
 ) -> Result<Listing, DlqError> {
     let queue = topology.dead_queue(stage);
     let session = Session::open(url, "dlq list").await?;
-    let listed = async {
-        let in_queue = session.ready_count(&queue).await?;
-        let to_take = limit.min(in_queue as usize);
-        let deliveries = fetch(&session.channel, &queue, to_take, |_| {}).await?;
-        let letters = deliveries
-            .iter()
-            .enumerate()
-            .map(|(i, d)| describe(i + 1, &d.properties, &d.data))
-            .collect();
-        requeue(&deliveries).await;
-        Ok(Listing {
-            queue: queue.clone(),
-            in_queue,
-            letters,
-        })
-    }
-    .await;
-    session.close("done").await;
-    listed
-}
-
-/// Sends up to `limit` dead letters of `stage` back to the stage's queue, each confirmed
-/// by the broker before its dead letter is acked (a crash in between replays it twice,
-/// which the stages' version guards make harmless, rather than losing it).
-///
-/// Only the messages in the queue at the start are taken, and all are fetched before the
-/// first is replayed, so a replay that fails again is not picked up a second time.
-/// `dry_run` fetches and describes them, and returns them all to the queue.
-pub async fn replay(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-) -> Result<Vec<Replayed>, DlqError> {
-    replay_with_progress(url, topology, stage, limit, dry_run, |_| {}).await
-}
-
-/// [`replay`], telling `on_progress` of each letter fetched and each replayed: thousands
-/// of letters take a round trip each to fetch and a confirm each to replay.
-pub async fn replay_with_progress(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-    on_progress: impl FnMut(Progress),
-) -> Result<Vec<Replayed>, DlqError> {
-    let session = Session::open(url, "dlq replay").await?;
-    let replayed = replay_on(
-        &session,
-        topology,
-        stage,
-        limit,
-        dry_run,
-        |_| true,
-        on_progress,
-    )
-    .await;
-    session.close("done").await;
-    replayed
-}
-
-/// [`replay`] of the dead letters whose body `wanted` accepts (`reconcile`: one
-/// resource's); the others are looked at and returned to the queue untouched, in order.
-///
-/// Every letter goes to [`Topology::route`]`(stage)`, with [`replay_properties`]: nothing
-/// the letter carries (`x-original-routing-key`, `CC`, `BCC`, `user_id`, `expiration`)
-/// chooses or bars its way, so one hostile letter cannot strand the valid ones behind it
-/// nor reach another stage.
-pub async fn replay_where(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<Replayed>, DlqError> {
-    let session = Session::open(url, "dlq replay").await?;
-    let replayed = replay_on(&session, topology, stage, limit, dry_run, wanted, |_| {}).await;
-    session.close("done").await;
-    replayed
-}
-
-async fn replay_on(
-    session: &Session,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-    wanted: impl Fn(&[u8]) -> bool,
-    mut on_progress: impl FnMut(Progress),
-) -> Result<Vec<Replayed>, DlqError> {
-    let queue = topology.dead_queue(stage);
-    let channel = &session.channel;
-    let in_queue = session.ready_count(&queue).await?;
-    // Like every process that publishes, make sure the stage queues exist and are bound.
-    topology.declare(channel).await?;
-    let of = limit.min(in_queue as usize);
-    let deliveries = fetch(channel, &queue, of, |done| {
-        on_progress(Progress::Fetched { done, of })
+    let looked = peek(&session, &queue, limit, |d, n| {
+        describe(n, &d.properties, &d.data)
     })
+    .await;
+    session.close("done").await;
+    let (in_queue, letters) = looked?;
+    Ok(Listing {
+        queue,
+        in_queue,
+        letters,
+    })
+}
+
+/// Up to `limit` letters of `queue`, each turned into a `T` by `each` (with its position,
+/// from 1), all returned to the queue; and how many the queue held.
+async fn peek<T>(
+    session: &Session,
+    queue: &str,
+    limit: usize,
+    each: impl Fn(&Delivery, usize) -> T,
+) -> Result<(u32, Vec<T>), DlqError> {
+    let in_queue = session.ready_count(queue).await?;
+    let deliveries = fetch(
+        &session.channel,
+        queue,
+        limit.min(in_queue as usize),
+        |_| {},
+    )
     .await?;
-    let (chosen, others): (Vec<_>, Vec<_>) = deliveries
-        .into_iter()
+    let looked = deliveries
+        .iter()
         .enumerate()
-        .partition(|(_, d)| wanted(&d.data));
-    let others: Vec<Delivery> = others.into_iter().map(|(_, d)| d).collect();
-    let (exchange, routing_key) = topology.route(stage);
-    let mut replayed = Vec::new();
-    for (n, (i, delivery)) in chosen.iter().enumerate() {
-        let target = Replayed {
-            info: describe(i + 1, &delivery.properties, &delivery.data),
-            exchange: exchange.clone(),
-            routing_key: routing_key.to_string(),
-        };
-        if !dry_run {
-            let sent = amqp::publish_confirmed(
-                channel,
-                &exchange,
-                routing_key,
-                &delivery.data,
-                replay_properties(&delivery.properties),
-            )
-            .await;
-            if let Err(source) = sent {
-                requeue(chosen[n..].iter().map(|(_, d)| d)).await;
-                requeue(&others).await;
-                return Err(DlqError::Replay {
-                    position: i + 1,
-                    replayed: replayed.len(),
-                    source,
-                });
-            }
-            if !matches!(
-                delivery.acker.ack(BasicAckOptions::default()).await,
-                Ok(true)
-            ) {
-                requeue(chosen[n + 1..].iter().map(|(_, d)| d)).await;
-                requeue(&others).await;
-                return Err(DlqError::Ack {
-                    position: i + 1,
-                    replayed: replayed.len() + 1,
-                });
-            }
-        }
-        replayed.push(target);
-        on_progress(Progress::Replayed {
-            done: replayed.len(),
-            of: chosen.len(),
-        });
-    }
-    if dry_run {
-        requeue(chosen.iter().map(|(_, d)| d)).await;
-    }
-    requeue(&others).await;
-    Ok(replayed)
+        .map(|(i, d)| each(d, i + 1))
+        .collect();
+    requeue(&deliveries).await;
+    Ok((in_queue, looked))
 }
 
 /// The resource a dead letter is about, read from its body's `job` (every stage's input
@@ -322,30 +184,16 @@ pub async fn letters_by_resource(
 ) -> Result<Vec<(DeadLetterInfo, Option<(String, String)>)>, DlqError> {
     let queue = topology.dead_queue(stage);
     let session = Session::open(url, "dlq list").await?;
-    let letters = async {
-        let in_queue = match session.ready_count(&queue).await {
-            Ok(n) => n,
-            Err(DlqError::NoQueue { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let to_take = limit.min(in_queue as usize);
-        let deliveries = fetch(&session.channel, &queue, to_take, |_| {}).await?;
-        let letters = deliveries
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                (
-                    describe(i + 1, &d.properties, &d.data),
-                    resource_of(&d.data),
-                )
-            })
-            .collect();
-        requeue(&deliveries).await;
-        Ok(letters)
-    }
+    let looked = peek(&session, &queue, limit, |d, n| {
+        (describe(n, &d.properties, &d.data), resource_of(&d.data))
+    })
     .await;
     session.close("done").await;
-    letters
+    match looked {
+        Ok((_, letters)) => Ok(letters),
+        Err(DlqError::NoQueue { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// How many dead letters `stage` has (ready ones; none are normally unacked).

@@ -1,0 +1,205 @@
+use super::*;
+
+fn values(text: &str) -> Vec<Value> {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn encodes_as_python_and_serializes_its_text_unchanged_through_any_formatter() {
+    let outputs =
+        PythonOutputs::encode(&values(r#"[{"b": 1e-5, "a": "café"}, {"x": [1,2]}]"#)).unwrap();
+    let python = r#"[{"b": 1e-05, "a": "caf\u00e9"}, {"x": [1, 2]}]"#;
+    assert_eq!(outputs.as_str(), python);
+    assert_eq!(pyjson::to_string(&outputs).unwrap(), python);
+    assert_eq!(serde_json::to_string(&outputs).unwrap(), python);
+    assert_eq!(PythonOutputs::empty().as_str(), "[]");
+}
+
+#[test]
+fn text_in_python_form_is_kept_and_older_text_is_encoded_again() {
+    let python = r#"[{"b": 1e-05, "n": 100000000000000000000}]"#;
+    let compact = r#"[{"b":1e-5,"n":100000000000000000000}]"#;
+    let carried: RawOutputs = serde_json::from_str(python).unwrap();
+    let carried = carried.into_python(Some(OutputsForm::Python)).unwrap();
+    assert_eq!(carried.as_str(), python);
+    let older: RawOutputs = serde_json::from_str(compact).unwrap();
+    let older = older.into_python(None).unwrap();
+    assert_eq!(older.as_str(), python);
+}
+
+#[test]
+fn the_state_string_escapes_as_python_does() {
+    for text in [
+        r#"[{"a": "q\"uo\\te\n"}]"#,
+        "[]",
+        r#"["\\\""]"#,
+        "caf\u{e9} \t\"",
+    ] {
+        let string = OutputsString(text.to_string());
+        assert_eq!(
+            pyjson::to_string(&string).unwrap(),
+            pyjson::to_string(text).unwrap(),
+            "{text}"
+        );
+        let back: String = serde_json::from_str(&pyjson::to_string(&string).unwrap()).unwrap();
+        assert_eq!(back, string.0);
+    }
+}
+
+#[test]
+fn text_that_claims_python_form_but_is_not_ascii_is_encoded_again() {
+    let claimed: RawOutputs = serde_json::from_str(r#"[{"a": "café"}]"#).unwrap();
+    let claimed = claimed.into_python(Some(OutputsForm::Python)).unwrap();
+    assert_eq!(claimed.as_str(), r#"[{"a": "caf\u00e9"}]"#);
+    let spaced: RawOutputs = serde_json::from_str("[\n{\"a\":\t1}]").unwrap();
+    let spaced = spaced.into_python(Some(OutputsForm::Python)).unwrap();
+    assert_eq!(spaced.as_str(), r#"[{"a": 1}]"#);
+}
+
+#[test]
+fn text_that_claims_python_form_but_is_not_a_list_is_refused() {
+    // A raw value's text starts at the value, whatever whitespace is around it.
+    let spaced: RawOutputs = serde_json::from_str(" \n [1] ").unwrap();
+    let spaced = spaced.into_python(Some(OutputsForm::Python)).unwrap();
+    assert_eq!(spaced.as_str(), "[1]");
+    for not_a_list in ["null", "{}", "1", r#""[]""#] {
+        let claimed: RawOutputs = serde_json::from_str(not_a_list).unwrap();
+        let refused = claimed.into_python(Some(OutputsForm::Python));
+        assert_eq!(
+            refused.unwrap_err().kind,
+            RejectKind::InvalidMessage,
+            "{not_a_list}"
+        );
+    }
+}
+
+/// Numbers Python prints in a form of its own (integers beyond `u128`, beyond `u64`
+/// and below `i64`, `-0`, and floats printed as `repr`), in outputs at every depth: as
+/// an output's value, in a list, in nested objects. [`HEAT`] is the outputs as Heat
+/// sends them; [`PYTHON`] is what CPython 3.11 printed for `json.dumps(json.loads(HEAT))`.
+/// It printed `json.dumps(PYTHON)` as serde_json quotes it (the text is ASCII, so neither
+/// escapes more than `\"`).
+const HEAT: &str = concat!(
+    r#"[{"output_key": "n0", "output_value": 10000000000000000000000000000000000000000}, "#,
+    r#"{"output_key": "n1", "output_value": -10000000000000000000000000000000000000000}, "#,
+    r#"{"output_key": "n2", "output_value": 18446744073709551616}, "#,
+    r#"{"output_key": "n3", "output_value": 18446744073709551615}, "#,
+    r#"{"output_key": "n4", "output_value": -9223372036854775809}, "#,
+    r#"{"output_key": "n5", "output_value": -0}, "#,
+    r#"{"output_key": "n6", "output_value": 1e-05}, "#,
+    r#"{"output_key": "n7", "output_value": 1e+16}, "#,
+    r#"{"output_key": "n8", "output_value": 0.30000000000000004}, "#,
+    r#"{"output_key": "n9", "output_value": 1e22}, "#,
+    r#"{"output_key": "n10", "output_value": 5e-324}, "#,
+    r#"{"output_key": "list", "output_value": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, -0, 1e-05, 1e+16, 0.30000000000000004, 1e22, 5e-324]}, "#,
+    r#"{"output_key": "object", "output_value": {"n": {"deep": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, -0, 1e-05, 1e+16, 0.30000000000000004, 1e22, 5e-324]}}}]"#,
+);
+
+const PYTHON: &str = concat!(
+    r#"[{"output_key": "n0", "output_value": 10000000000000000000000000000000000000000}, "#,
+    r#"{"output_key": "n1", "output_value": -10000000000000000000000000000000000000000}, "#,
+    r#"{"output_key": "n2", "output_value": 18446744073709551616}, "#,
+    r#"{"output_key": "n3", "output_value": 18446744073709551615}, "#,
+    r#"{"output_key": "n4", "output_value": -9223372036854775809}, "#,
+    r#"{"output_key": "n5", "output_value": 0}, "#,
+    r#"{"output_key": "n6", "output_value": 1e-05}, "#,
+    r#"{"output_key": "n7", "output_value": 1e+16}, "#,
+    r#"{"output_key": "n8", "output_value": 0.30000000000000004}, "#,
+    r#"{"output_key": "n9", "output_value": 1e+22}, "#,
+    r#"{"output_key": "n10", "output_value": 5e-324}, "#,
+    r#"{"output_key": "list", "output_value": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, 0, 1e-05, 1e+16, 0.30000000000000004, 1e+22, 5e-324]}, "#,
+    r#"{"output_key": "object", "output_value": {"n": {"deep": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, 0, 1e-05, 1e+16, 0.30000000000000004, 1e+22, 5e-324]}}}]"#,
+);
+
+/// capture → normalize → wrap, with hand-offs of this version and of an older stage
+/// (compact outputs, no `outputs_form`): every record holds Python's bytes.
+#[test]
+fn numbers_in_outputs_reach_all_three_records_as_python_wrote_them() {
+    use crate::keys::Keyspace;
+    use crate::stages::test_support::{get, step};
+    use crate::stages::{Capture, Normalize, Wrap};
+
+    fn older(handoff: Vec<u8>) -> Vec<u8> {
+        let mut value: Value = serde_json::from_slice(&handoff).unwrap();
+        value.as_object_mut().unwrap().remove("outputs_form");
+        serde_json::to_vec(&value).unwrap()
+    }
+    let body = format!(
+        r#"{{"job": {{"action": "create", "resource_type": "port", "resource_id": "n1", "version": 1, "tenant_id": "t"}}, "stack": {{"stack_name": "port_n1", "stack_status": "CREATE_COMPLETE", "outputs": {HEAT}}}}}"#
+    );
+    let heat_stacks = format!(
+        r#"{{"stack_id": "port_n1", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": {PYTHON}, "status_reason": "", "id": "port:n1"}}"#
+    );
+    let job_state =
+        format!(r#"{{"heat_outputs": {PYTHON}, "orchestration_state": "CREATE_COMPLETE"}}"#);
+    let python_string = serde_json::to_string(PYTHON).unwrap();
+    let state = format!(
+        r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": {python_string}, "orchestration_state": "CREATE_COMPLETE"}}, "version": 1, "error": ""}}"#
+    );
+    let keys = Keyspace::new("", "v2.0");
+    let (capture, normalize, wrap) = (
+        Capture { keys: keys.clone() },
+        Normalize { keys: keys.clone() },
+        Wrap { keys: keys.clone() },
+    );
+    let hand_offs: [fn(Vec<u8>) -> Vec<u8>; 2] = [|this| this, older];
+    for hand_off in hand_offs {
+        let mut store = vec![];
+        let to_normalize = step(&capture, &mut store, body.as_bytes()).handoff.unwrap();
+        let to_wrap = step(&normalize, &mut store, &hand_off(to_normalize))
+            .handoff
+            .unwrap();
+        let at = |key: String| String::from_utf8(get(&store, &key).unwrap().to_vec()).unwrap();
+        assert_eq!(at(keys.heat_stack("ports", "n1")), heat_stacks);
+        assert_eq!(at(keys.job_state("ports", "n1")), job_state);
+        step(&wrap, &mut store, &hand_off(to_wrap));
+        assert_eq!(
+            String::from_utf8(get(&store, &keys.state("ports", "n1")).unwrap().to_vec()).unwrap(),
+            state
+        );
+    }
+}
+
+/// The path capture takes: the stack is a [`Value`] first, and its outputs are taken out
+/// of it (through `serde_path_to_error`, for the field paths of its errors).
+#[test]
+fn outputs_taken_out_of_a_value_keep_every_number() {
+    #[derive(Deserialize)]
+    struct Stack {
+        #[serde(default, deserialize_with = "deserialize_values")]
+        outputs: Option<Vec<Value>>,
+    }
+    let tree: Value = serde_json::from_str(&format!(r#"{{"outputs": {HEAT}}}"#)).unwrap();
+    let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
+    let outputs = PythonOutputs::encode(&stack.outputs.unwrap()).unwrap();
+    assert_eq!(outputs.as_str(), PYTHON);
+    for absent in [r#"{}"#, r#"{"outputs": null}"#] {
+        let tree: Value = serde_json::from_str(absent).unwrap();
+        let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
+        assert_eq!(stack.outputs, None, "{absent}");
+    }
+}
+
+/// The outputs text alone, whether a hand-off carries it in Python's form or an older
+/// stage's compact form.
+#[test]
+fn python_numbers_survive_both_hand_off_forms() {
+    let compact = serde_json::to_string(&values(HEAT)).unwrap();
+    assert!(
+        compact.contains("-9223372036854775809,-0,1e-05"),
+        "{compact}"
+    );
+    let older: RawOutputs = serde_json::from_str(&compact).unwrap();
+    let older = older.into_python(None).unwrap();
+    assert_eq!(older.as_str(), PYTHON);
+    let carried: RawOutputs = serde_json::from_str(PYTHON).unwrap();
+    let carried = carried.into_python(Some(OutputsForm::Python)).unwrap();
+    assert_eq!(carried.as_str(), PYTHON);
+}
+
+/// `1e400` is a float that overflows: Python would write `Infinity`, which is not JSON.
+#[test]
+fn a_float_python_would_print_as_infinity_is_refused() {
+    let refused = PythonOutputs::encode(&values(r#"[{"output_value": {"n": [1e400]}}]"#));
+    assert_eq!(refused.unwrap_err().kind, RejectKind::Unencodable);
+}
