@@ -77,7 +77,7 @@ impl Store {
             match write {
                 Write::Put { key, value } => {
                     let stored = Stored {
-                        value: value.clone(),
+                        value: value.to_vec(),
                         mod_revision: self.revision,
                     };
                     self.keys.insert(key.clone(), stored);

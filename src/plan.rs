@@ -9,18 +9,8 @@
 use std::collections::BTreeMap;
 
 use crate::error::{RejectKind, Rejection};
-
-/// Who writes a decision's records and when: kept in heat-pipeline's own order keys beside
-/// the records (never inside them), so that `show` can say which message wrote what and
-/// `audit` how old a record is. The runner makes one per delivery; the stage only copies it,
-/// so a decision stays a pure function of its inputs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Lineage {
-    /// RFC 3339 with milliseconds, UTC.
-    pub written_at: String,
-    /// The W3C trace id of the message being handled.
-    pub trace_id: String,
-}
+use crate::records::Encoded;
+pub use crate::records::Lineage;
 
 /// A key's value and the revision that last modified it, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +159,7 @@ impl Snapshot {
 /// One etcd operation of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    Put { key: String, value: Vec<u8> },
+    Put { key: String, value: Encoded },
     Delete { key: String },
 }
 

@@ -16,8 +16,19 @@ use crate::error::{RejectKind, Rejection};
 use crate::lifecycle::Phase;
 use crate::message::Job;
 use crate::outputs::{HandoffOutputs, OutputsForm, OutputsString, PythonOutputs, RawOutputs};
-use crate::plan::Lineage;
 use crate::pyjson;
+
+/// Who writes a decision's records and when: kept in heat-pipeline's own order keys beside
+/// the records (never inside them), so that `show` can say which message wrote what and
+/// `audit` how old a record is. The runner makes one per delivery; the stage only copies it,
+/// so a decision stays a pure function of its inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// RFC 3339 with milliseconds, UTC.
+    pub written_at: String,
+    /// The W3C trace id of the message being handled.
+    pub trace_id: String,
+}
 
 /// `/esi-worker/heat_stacks/<api>/<path>/<id>`, written by capture with `O` =
 /// [`PythonOutputs`], read back with [`RawOutputs`].
@@ -123,8 +134,8 @@ impl OrderKey {
         }
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an OrderKey always serializes")
+    pub fn to_bytes(&self) -> Encoded {
+        Encoded(serde_json::to_vec(self).expect("an OrderKey always serializes"))
     }
 
     /// `None` for bytes that are not an order key, old format or new.
@@ -346,56 +357,45 @@ mod sealed {
 /// The bytes are sized to fit: the writer grows its buffer by doubling, and a record is
 /// held (in flight, in an etcd batch, in the stage's cache) long enough for that slack to
 /// be a large share of a process's memory when outputs are tens of KiB.
-pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>, Rejection> {
+pub fn encode<R: Record>(record: &R) -> Result<Encoded, Rejection> {
     let mut bytes = pyjson::to_vec(record)
         .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
     bytes.shrink_to_fit();
-    Ok(bytes)
+    Ok(Encoded(bytes))
+}
+
+/// Bytes fit to be stored: a record in Python's form ([`encode`]) or an order key
+/// ([`OrderKey::to_bytes`]). Only this module makes one and a [`crate::plan::Write`] puts
+/// nothing else, so a path that would store other bytes does not compile:
+///
+/// ```compile_fail
+/// let write = heat_pipeline::plan::Write::Put {
+///     key: "/state/v2.0/ports/a".into(),
+///     value: b"{'not': 'Python JSON'}".to_vec(),
+/// };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded(Vec<u8>);
+
+impl Encoded {
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Bytes of a stored value, for tests that build the writes a stage would make.
+    #[cfg(test)]
+    pub(crate) fn stored(bytes: &[u8]) -> Encoded {
+        Encoded(bytes.to_vec())
+    }
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bad_hand_off_is_rejected_with_the_field_named_though_its_outputs_stay_raw() {
-        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": "one", "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": 1}], "status_reason": "", "id": "port:a"}, "outputs_form": "python"}"#;
-        let err = NormalizeRequest::decode(body).unwrap_err();
-        assert!(err.detail.contains("job.version"), "{}", err.detail);
-        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": 1,}], "status_reason": "", "id": "port:a"}}"#;
-        let err = NormalizeRequest::decode(body).unwrap_err();
-        assert_eq!(err.kind, RejectKind::MalformedJson, "{}", err.detail);
-    }
-
-    #[test]
-    fn a_hand_off_with_a_duplicate_key_is_rejected_as_input_would_be() {
-        let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "version": 99, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [], "status_reason": "", "id": "port:a"}}"#;
-        let err = NormalizeRequest::decode(body).unwrap_err();
-        assert_eq!(err.kind, RejectKind::InvalidMessage);
-        assert!(err.detail.contains("version"), "{}", err.detail);
-    }
-
-    #[test]
-    fn an_order_key_reads_in_both_formats_and_orders_by_version_and_phase_only() {
-        let old = br#"{"version":3,"phase":"final"}"#;
-        let key = OrderKey::from_bytes(old).unwrap();
-        assert_eq!(key.stage, None);
-        assert_eq!(key.written_at, None);
-        let order = key.order();
-        let lineage = Lineage {
-            written_at: "2026-11-27T08:00:00.000Z".into(),
-            trace_id: "abc".into(),
-        };
-        let new = OrderKey::new(order, "normalize", &lineage).to_bytes();
-        assert_eq!(
-            new,
-            br#"{"version":3,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"abc"}"#
-        );
-        // Readers that only know the order (older processes, the stages' guards) read both.
-        assert_eq!(Order::from_bytes(&new), Some(order));
-        assert_eq!(Order::from_bytes(old), Some(order));
-        assert_eq!(OrderKey::from_bytes(&new).unwrap().order(), order);
-        // The bare order is what an older process wrote, byte for byte.
-        assert_eq!(order.to_bytes(), old);
-    }
-}
+mod tests;

@@ -135,7 +135,7 @@ pub fn learn_commit<S: Stage, C: DerefMut<Target = RecordCache>>(
             Write::Put { key, value } if !removed_later.contains(&key) => cache.put(
                 key,
                 Some(Stored {
-                    value,
+                    value: value.into_bytes(),
                     mod_revision: revision,
                 }),
             ),

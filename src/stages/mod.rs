@@ -16,7 +16,7 @@ use crate::error::Rejection;
 use crate::lifecycle::Phase;
 use crate::message::Job;
 use crate::plan::{Decision, Lineage, Outcome, Snapshot, Write};
-use crate::records::{Order, OrderKey};
+use crate::records::{Encoded, Order, OrderKey};
 
 /// Which stage a process runs; names queues, routing keys, logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,7 +173,7 @@ fn guarded_write(
     snapshot: &Snapshot,
     record_key: &str,
     order_key: &str,
-    record: Vec<u8>,
+    record: Encoded,
     order: OrderKey,
     handoff: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> Decision {
@@ -191,7 +191,7 @@ fn guarded_write(
             handoff: None,
         },
         Some(stored) if stored == order => {
-            let same = stored_record == Some(record.as_slice());
+            let same = stored_record == Some(&record[..]);
             Decision {
                 writes: vec![],
                 outcome: if same {
@@ -260,7 +260,7 @@ pub(crate) mod test_support {
             match write {
                 Write::Put { key, value } => {
                     store.retain(|(k, _)| k != key);
-                    store.push((key.clone(), value.clone()));
+                    store.push((key.clone(), value.to_vec()));
                 }
                 Write::Delete { key } => store.retain(|(k, _)| k != key),
             }

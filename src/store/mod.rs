@@ -213,7 +213,7 @@ impl Store {
             .iter()
             .flat_map(|(_, writes)| writes.iter())
             .map(|w| match w {
-                Write::Put { key, value } => TxnOp::put(key.as_str(), value.as_slice(), None),
+                Write::Put { key, value } => TxnOp::put(key.as_str(), &value[..], None),
                 Write::Delete { key } => TxnOp::delete(key.as_str(), None),
             })
             .collect::<Vec<_>>();

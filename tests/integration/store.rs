@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::helpers::{services, unique_name, SEED_INPUT};
 use heat_pipeline::keys::Keyspace;
+use heat_pipeline::lifecycle::Phase;
 use heat_pipeline::plan::{Lineage, Outcome, Snapshot, Write};
+use heat_pipeline::records::{Encoded, Order, OrderKey};
 use heat_pipeline::stages::{Capture, Stage, StageName};
 use heat_pipeline::store::{BatchedStore, Commit, Store, StoreConfig};
 
@@ -18,10 +20,20 @@ async fn store() -> (Store, String) {
     (store, format!("/{}", unique_name("store")))
 }
 
-fn put(key: &str, value: &[u8]) -> Write {
+/// A value to store, told apart by `version`: an order key, since a [`Write`] puts only
+/// what the crate encodes.
+fn value(version: u64) -> Encoded {
+    let order = Order {
+        version,
+        phase: Phase::Final,
+    };
+    OrderKey::new(order, "test", &Lineage::default()).to_bytes()
+}
+
+fn put(key: &str, version: u64) -> Write {
     Write::Put {
         key: key.to_string(),
-        value: value.to_vec(),
+        value: value(version),
     }
 }
 
@@ -31,9 +43,9 @@ fn absent(key: &str) -> Snapshot {
     snapshot
 }
 
-fn holding(key: &str, value: &[u8]) -> Snapshot {
+fn holding(key: &str, version: u64) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    snapshot.assume(key.to_string(), value.to_vec());
+    snapshot.assume(key.to_string(), value(version).into_bytes());
     snapshot
 }
 
@@ -43,42 +55,34 @@ async fn a_wrong_guess_writes_nothing_and_returns_the_keys_as_they_stand() {
     let key = format!("{prefix}/a");
 
     // Guessed absent, and it is: applied.
-    let applied = store.commit(&absent(&key), &[put(&key, b"one")]).await;
+    let applied = store.commit(&absent(&key), &[put(&key, 1)]).await;
     assert!(matches!(applied.unwrap(), Commit::Applied { .. }));
 
     // Guessed absent again: refused, with what is there and its revision.
-    let Commit::Changed(found) = store
-        .commit(&absent(&key), &[put(&key, b"two")])
-        .await
-        .unwrap()
-    else {
+    let Commit::Changed(found) = store.commit(&absent(&key), &[put(&key, 2)]).await.unwrap() else {
         panic!("a wrong guess was applied");
     };
-    assert_eq!(found.value(&key), Some(&b"one"[..]));
+    assert_eq!(found.value(&key), Some(&value(1)[..]));
     assert!(!found.is_guess());
     assert!(!absent(&key).holds_in(&found));
 
     // Guessed by value: a wrong value is refused, the right one applies.
-    let wrong = store
-        .commit(&holding(&key, b"uno"), &[put(&key, b"two")])
-        .await;
+    let wrong = store.commit(&holding(&key, 11), &[put(&key, 2)]).await;
     assert!(matches!(wrong.unwrap(), Commit::Changed(_)));
-    let right = store
-        .commit(&holding(&key, b"one"), &[put(&key, b"two")])
-        .await;
+    let right = store.commit(&holding(&key, 1), &[put(&key, 2)]).await;
     assert!(matches!(right.unwrap(), Commit::Applied { .. }));
 
     // What a refused commit returned guards by revision: stale now, so refused too.
     assert!(matches!(
-        store.commit(&found, &[put(&key, b"three")]).await.unwrap(),
+        store.commit(&found, &[put(&key, 3)]).await.unwrap(),
         Commit::Changed(_)
     ));
     let Commit::Changed(now) = store.commit(&absent(&key), &[]).await.unwrap() else {
         panic!("a read-only commit on a wrong guess passed");
     };
-    assert_eq!(now.value(&key), Some(&b"two"[..]));
+    assert_eq!(now.value(&key), Some(&value(2)[..]));
     assert!(matches!(
-        store.commit(&now, &[put(&key, b"three")]).await.unwrap(),
+        store.commit(&now, &[put(&key, 3)]).await.unwrap(),
         Commit::Applied { .. }
     ));
 }
@@ -88,10 +92,7 @@ async fn a_batch_answers_each_decision_on_its_own() {
     let (store, prefix) = store().await;
     let taken: Vec<String> = (0..10).map(|i| format!("{prefix}/taken/{i}")).collect();
     for key in &taken {
-        store
-            .commit(&absent(key), &[put(key, b"old")])
-            .await
-            .unwrap();
+        store.commit(&absent(key), &[put(key, 10)]).await.unwrap();
     }
     let batched = BatchedStore::new(store.clone(), StageName::Capture, 1 << 20, 64);
 
@@ -101,10 +102,10 @@ async fn a_batch_answers_each_decision_on_its_own() {
     let commits = fresh.iter().chain(&taken).map(|key| {
         let batched = batched.clone();
         async move {
-            let result = batched.commit(absent(key), vec![put(key, b"new")]).await;
+            let result = batched.commit(absent(key), vec![put(key, 20)]).await;
             let (commit, writes) = result.expect("etcd answers");
             // The writes come back, whatever the outcome, for the caller's cache.
-            assert_eq!(writes, vec![put(key, b"new")], "{key}");
+            assert_eq!(writes, vec![put(key, 20)], "{key}");
             (key.clone(), commit)
         }
     });
@@ -114,13 +115,13 @@ async fn a_batch_answers_each_decision_on_its_own() {
         let now = store.get(&key, None).await.unwrap().expect("present");
         if fresh.contains(&key) {
             assert!(matches!(result, Commit::Applied { .. }), "{key}");
-            assert_eq!(now.value, b"new", "{key}");
+            assert_eq!(now.value, value(20).into_bytes(), "{key}");
         } else {
             let Commit::Changed(found) = result else {
                 panic!("{key}: a wrong guess was applied");
             };
-            assert_eq!(found.value(&key), Some(&b"old"[..]), "{key}");
-            assert_eq!(now.value, b"old", "{key}");
+            assert_eq!(found.value(&key), Some(&value(10)[..]), "{key}");
+            assert_eq!(now.value, value(10).into_bytes(), "{key}");
         }
     }
 }

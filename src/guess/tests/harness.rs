@@ -62,7 +62,7 @@ impl FakeEtcd {
             match write {
                 Write::Put { key, value } => {
                     self.keys
-                        .insert(key.clone(), (value.clone(), self.revision));
+                        .insert(key.clone(), (value.to_vec(), self.revision));
                 }
                 Write::Delete { key } => {
                     self.keys.remove(key);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::keys::Keyspace;
 use crate::plan::{Guard, Outcome};
+use crate::records::Encoded;
 use crate::stages::test_support::{lineage, snapshot as read_of, step, SEED_INPUT};
 use crate::stages::{Capture, Normalize, Wrap};
 use harness::*;
@@ -123,7 +124,7 @@ fn a_commit_is_recalled_guarded_by_its_revision_as_the_stage_anticipates_it() {
         writes[1],
         Write::Put {
             key: order.to_string(),
-            value: guess.value(order).unwrap().to_vec(),
+            value: Encoded::stored(guess.value(order).unwrap()),
         }
     );
 }
