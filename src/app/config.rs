@@ -10,7 +10,7 @@ use super::audit::AuditEvery;
 use crate::amqp::{AmqpConfig, Topology};
 use crate::config::Settings;
 use crate::keys::Keyspace;
-use crate::runner::{RunOptions, DEFAULT_CONCURRENCY};
+use crate::runner::{RunOptions, DEFAULT_CONCURRENCY, DEFAULT_IN_FLIGHT_BYTES};
 use crate::secrets::SettingError;
 use crate::stages::StageName;
 use crate::store::StoreConfig;
@@ -53,6 +53,11 @@ pub struct RunSettings {
     /// Messages handled at once per stage; also the AMQP prefetch.
     #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+
+    /// Bytes of message bodies handled at once per stage: a delivery waits (unacked) until
+    /// its body fits, so large outputs do not multiply memory by the prefetch.
+    #[arg(long, env = "IN_FLIGHT_BYTES", default_value_t = DEFAULT_IN_FLIGHT_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=u64::from(u32::MAX)))]
+    pub in_flight_bytes: usize,
 
     /// How long SIGTERM waits for in-flight messages before returning them to the queue.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -108,6 +113,7 @@ impl AppConfig {
                 concurrency: run.concurrency,
                 drain_timeout: run.drain_timeout,
                 max_request_bytes: run.etcd_max_request_bytes,
+                in_flight_bytes: run.in_flight_bytes,
             },
             http_addr: run.http_addr,
             audit: run

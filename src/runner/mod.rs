@@ -10,6 +10,7 @@
 //! that leaves it unacked, and the broker redelivers it.
 
 mod acks;
+mod budget;
 mod cache;
 mod connection;
 mod delivery;
@@ -30,9 +31,11 @@ use crate::amqp::Refusal;
 use crate::stages::Stage;
 use crate::store::BatchedStore;
 use crate::telemetry::events::{Reconnected, StageStarted, OUTAGE_SUMMARY_EVERY};
+use budget::ByteBudget;
 use session::{Loss, OpenError, Session, SessionEnd};
 use worker::Worker;
 
+pub use budget::DEFAULT_IN_FLIGHT_BYTES;
 pub use connection::SharedConnection;
 pub use worker::{Pipeline, RunOptions, DEFAULT_CONCURRENCY};
 
@@ -61,6 +64,7 @@ pub(crate) async fn run<S: Stage>(
         store,
         sequencer: Arc::default(),
         cache: Default::default(),
+        budget: ByteBudget::new(pipeline.options.in_flight_bytes),
     });
     StageStarted { stage: name }.emit();
     let health = pipeline.health.stage(name);

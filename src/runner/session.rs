@@ -159,6 +159,14 @@ impl Session {
                 }
                 next = consumer.next() => match next {
                     Some(Ok(message)) => {
+                        // Taken into work once its body fits the stage's byte budget; until
+                        // then it stays unacked, and a shutdown or a lost session returns it.
+                        let reserved = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => break SessionEnd::Shutdown,
+                            _ = session.link.broken().cancelled() => break SessionEnd::Lost(Loss::AckOrPublishFailed),
+                            reserved = worker.budget.reserve(message.data.len()) => reserved,
+                        };
                         // Decoded here, in delivery order, so that each resource's turn is
                         // taken in that order.
                         let admitted = headers::admit(&message, max_body);
@@ -170,7 +178,11 @@ impl Session {
                             }
                             Err(rejection) => Work::Reject(rejection),
                         };
-                        tasks.spawn(delivery::handle(worker.clone(), session.link.clone(), message, work));
+                        let handled = delivery::handle(worker.clone(), session.link.clone(), message, work);
+                        tasks.spawn(async move {
+                            handled.await;
+                            drop(reserved);
+                        });
                     }
                     Some(Err(error)) => break SessionEnd::Lost(Loss::Consumer(error)),
                     None => break SessionEnd::Lost(Loss::Cancelled),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use backoff::ExponentialBackoff;
 
+use super::budget::{ByteBudget, DEFAULT_IN_FLIGHT_BYTES};
 use super::cache::RecordCache;
 use super::connection::SharedConnection;
 use super::sequencer::Sequencer;
@@ -30,6 +31,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// etcd's `--max-request-bytes`: larger writes are dead-lettered, not retried.
     pub max_request_bytes: usize,
+    /// Bytes of message bodies one stage works on at once ([`super::budget`]).
+    pub in_flight_bytes: usize,
 }
 
 impl Default for RunOptions {
@@ -38,6 +41,7 @@ impl Default for RunOptions {
             concurrency: DEFAULT_CONCURRENCY,
             drain_timeout: Duration::from_secs(30),
             max_request_bytes: 1536 * 1024,
+            in_flight_bytes: DEFAULT_IN_FLIGHT_BYTES,
         }
     }
 }
@@ -63,6 +67,8 @@ pub(super) struct Worker<S> {
     pub(super) sequencer: Arc<Sequencer>,
     /// What this stage last committed or read at each key (a bounded guess source).
     pub(super) cache: std::sync::Mutex<RecordCache>,
+    /// Bounds the bytes of the deliveries in work, as prefetch bounds their count.
+    pub(super) budget: ByteBudget,
 }
 
 /// Retries a transient store error: at most every 5 s, forever. While the store is down
