@@ -13,6 +13,7 @@ mod audit;
 mod cache;
 mod cli;
 mod cluster;
+mod compat;
 mod dlq;
 mod faults;
 mod operator;
