@@ -13,6 +13,7 @@ mod audit;
 mod cache;
 mod cli;
 mod cluster;
+mod compose;
 mod compat;
 mod dlq;
 mod faults;
