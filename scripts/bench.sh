@@ -12,6 +12,9 @@
 #   scripts/bench.sh --messages 200000            # RSS at 10x the messages
 #   scripts/bench.sh --processes 2                # two processes per stage
 #   scripts/bench.sh --rate 500 --seconds 20      # the latency phase
+#   scripts/bench.sh --floor [--rounds 3] [--counts]  # the I/O floor and the pipeline in
+#                                                 # alternating rounds (benches/pipeline/floor.rs);
+#                                                 # --counts: AMQP and etcd work per message of each
 #   scripts/bench.sh --cluster [ARGS]             # the same ARGS on one node, then on the
 #                                                 # local clusters (scripts/cluster.sh:
 #                                                 # 3 RabbitMQ nodes, 3 etcd members)

@@ -12,13 +12,16 @@
 //! `cargo bench --bench pipeline -- --help` lists the knobs. Services come from AMQP_URL and
 //! ETCD_ENDPOINTS; the pipeline is the release binary, started as child processes.
 
+mod amqp_counts;
 mod etcd;
+mod floor;
 mod metrics;
 #[path = "../../tests/common/private_etcd.rs"]
 #[allow(dead_code)]
 mod private_etcd;
 mod processes;
 mod publish;
+mod rounds;
 mod watcher;
 mod workload;
 
@@ -78,6 +81,22 @@ struct Args {
     /// etcd's processes whose CPU time is counted with --shared-etcd (a cluster's members).
     #[arg(long, value_delimiter = ',')]
     etcd_pids: Vec<u32>,
+    /// Instead of the usual phases: the I/O floor (`floor.rs`) and the pipeline drain the
+    /// same creates in `--rounds` alternating rounds; prints rates, pipeline ÷ floor and CPU
+    /// per message of each process, RabbitMQ and etcd (`rounds.rs`).
+    #[arg(long)]
+    floor: bool,
+    /// Rounds of `--floor` (each runs the floor and the pipeline once).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Instead of the usual phases (after `--floor`'s rounds if given): one untimed round of
+    /// the floor and of the pipeline through a counting AMQP proxy, and a table per message
+    /// of AMQP frames, methods and bytes and of etcd's transactions, operations and bytes.
+    #[arg(long)]
+    counts: bool,
+    /// Run as the I/O floor process (started by `--floor` and `--counts`).
+    #[arg(long, hide = true)]
+    floor_worker: bool,
     /// Passed by `cargo bench`; without it (under `cargo test`) the benchmark does nothing.
     #[arg(long, hide = true)]
     bench: bool,
@@ -146,6 +165,10 @@ async fn main() {
         println!("benchmark skipped: run scripts/bench.sh");
         return;
     }
+    if args.floor_worker {
+        floor::run(concurrency(&args)).await;
+        return;
+    }
     let amqp_url = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     // A fresh etcd with its data on the repository's disk (not a tmpfs), removed at the end.
@@ -171,6 +194,45 @@ async fn main() {
     let channel = amqp::confirm_channel(&connection).await.unwrap();
     topology.declare(&channel).await.unwrap();
     let template = std::fs::read_to_string("examples/heat_result.port.json").unwrap();
+    let broker_pids = match args.broker_pids.as_slice() {
+        [] => metrics::pid_named("beam.smp").into_iter().collect(),
+        pids => pids.to_vec(),
+    };
+    let etcd_pids = match &private_etcd {
+        Some(etcd) => vec![etcd.pid()],
+        None => args.etcd_pids.clone(),
+    };
+
+    if args.floor || args.counts {
+        println!(
+            "heat-pipeline benchmark, floor: {} messages per drain, concurrency {}, {} etcd",
+            args.messages,
+            concurrency(&args),
+            if args.shared_etcd {
+                "the shared"
+            } else {
+                "a fresh private"
+            }
+        );
+        if private_etcd.is_some() {
+            etcd::compact(&etcd).await;
+        }
+        rounds::Rig {
+            args: &args,
+            channel: &channel,
+            etcd: &etcd,
+            etcd_endpoint: &etcd_endpoints,
+            amqp_url: &amqp_url,
+            template: &template,
+            broker_pids: &broker_pids,
+            etcd_pids: &etcd_pids,
+            private_etcd: private_etcd.is_some(),
+        }
+        .run()
+        .await;
+        topology.delete(&channel).await;
+        return;
+    }
 
     println!(
         "heat-pipeline benchmark: {} messages, workload {}, {}, concurrency {}, {} etcd",
@@ -216,15 +278,8 @@ async fn main() {
         ("RUST_LOG", "warn"),
         ("HTTP_ADDR", "127.0.0.1:0"),
     ];
-    let broker_pids = match args.broker_pids.as_slice() {
-        [] => metrics::pid_named("beam.smp").into_iter().collect(),
-        pids => pids.to_vec(),
-    };
     let mut bench = Bench {
-        etcd_pids: match &private_etcd {
-            Some(etcd) => vec![etcd.pid()],
-            None => args.etcd_pids.clone(),
-        },
+        etcd_pids,
         broker_pids,
         args,
         channel,
