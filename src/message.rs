@@ -6,8 +6,8 @@
 
 use std::borrow::Cow;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{RejectKind, Rejection};
@@ -151,11 +151,12 @@ pub struct HeatResult {
     pub stack: Option<Stack>,
 }
 
+/// A body with its stack left as text, parsed once by [`decode_stack`].
 #[derive(Deserialize)]
-struct RawHeatResult {
+struct RawHeatResult<'a> {
     job: Job,
-    #[serde(default)]
-    stack: Option<Value>,
+    #[serde(default, borrow)]
+    stack: Option<&'a RawValue>,
 }
 
 impl HeatResult {
@@ -167,8 +168,8 @@ impl HeatResult {
         }
         raw.job.validate()?;
         let stack = match raw.stack {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(decode_stack(value)?),
+            None => None,
+            Some(text) => decode_stack(text)?,
         };
         if stack.is_none() && raw.job.action != Action::Delete {
             return Err(Rejection::invalid(format!(
@@ -183,8 +184,22 @@ impl HeatResult {
     }
 }
 
-/// Accepts the stack as Heat's body (`{"stack": {...}}`) or as the object inside it.
-fn decode_stack(value: Value) -> Result<Stack, Rejection> {
+/// Accepts the stack as Heat's body (`{"stack": {...}}`) or as the object inside it; `None`
+/// for `null`.
+///
+/// The stack object itself is parsed straight from its text, its outputs once more from
+/// theirs (`outputs::deserialize_values`). Heat's body form, and a stack that does not
+/// decode, take the way through a [`Value`], which also names the field that is wrong.
+fn decode_stack(text: &RawValue) -> Result<Option<Stack>, Rejection> {
+    if let Ok(stack) = serde_json::from_str::<Option<Stack>>(text.get()) {
+        return check_outputs(stack);
+    }
+    let value: Value = serde_json::from_str(text.get())
+        .map_err(|e| Rejection::new(RejectKind::MalformedJson, e.to_string()))?;
+    decode_stack_value(value).map(Some)
+}
+
+fn decode_stack_value(value: Value) -> Result<Stack, Rejection> {
     let inner = match value {
         Value::Object(mut map)
             if !map.contains_key("stack_status") && map.contains_key("stack") =>
@@ -195,12 +210,16 @@ fn decode_stack(value: Value) -> Result<Stack, Rejection> {
     };
     let stack: Stack = serde_path_to_error::deserialize(inner)
         .map_err(|e| Rejection::invalid(format!("stack.{e}")))?;
-    if let Some(outputs) = &stack.outputs {
-        if let Some(at) = outputs.iter().position(|o| !o.is_object()) {
-            return Err(Rejection::invalid(format!(
-                "stack.outputs[{at}]: expected an object"
-            )));
-        }
+    Ok(check_outputs(Some(stack))?.expect("a stack was given"))
+}
+
+/// Every output is an object.
+fn check_outputs(stack: Option<Stack>) -> Result<Option<Stack>, Rejection> {
+    let outputs = stack.as_ref().and_then(|s| s.outputs.as_ref());
+    if let Some(at) = outputs.and_then(|o| o.iter().position(|o| !o.is_object())) {
+        return Err(Rejection::invalid(format!(
+            "stack.outputs[{at}]: expected an object"
+        )));
     }
     Ok(stack)
 }
@@ -210,7 +229,7 @@ fn decode_stack(value: Value) -> Result<Stack, Rejection> {
 /// Syntax errors (including non-UTF-8 input and nesting beyond serde_json's recursion
 /// limit) are [`RejectKind::MalformedJson`]; well-formed JSON of the wrong shape is
 /// [`RejectKind::InvalidMessage`].
-pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Rejection> {
+pub fn decode_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejection::new(RejectKind::MalformedJson, "empty body"));
     }
