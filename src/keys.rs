@@ -21,38 +21,53 @@ impl Keyspace {
         }
     }
 
-    fn key(&self, base: &str, path: &str, id: &str) -> String {
-        format!("{}{base}/{}/{path}/{id}", self.prefix, self.api_version)
+    /// `<prefix><family base>/<api>/<path>/<id>`, pushed piece by piece: every message
+    /// builds six keys, and through `format!` they were a tenth of its instructions.
+    pub fn key(&self, family: Family, path: &str, id: &str) -> String {
+        let base = family.base();
+        let parts = [
+            self.prefix.as_str(),
+            base,
+            "/",
+            &self.api_version,
+            "/",
+            path,
+            "/",
+            id,
+        ];
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|part| key.push_str(part));
+        key
     }
 
     pub fn heat_stack(&self, path: &str, id: &str) -> String {
-        self.key("/esi-worker/heat_stacks", path, id)
+        self.key(Family::HeatStacks, path, id)
     }
 
     pub fn job_state(&self, path: &str, id: &str) -> String {
-        self.key("/esi-worker/job_state", path, id)
+        self.key(Family::JobState, path, id)
     }
 
     pub fn state(&self, path: &str, id: &str) -> String {
-        self.key("/state", path, id)
+        self.key(Family::State, path, id)
     }
 
     /// The order key kept beside a heat_stacks record. It lives outside `/esi-worker/` so
     /// that readers listing that prefix never see it.
     pub fn heat_stack_order(&self, path: &str, id: &str) -> String {
-        self.key("/heat-pipeline/order/heat_stacks", path, id)
+        self.key(Family::HeatStacksOrder, path, id)
     }
 
     /// The order key kept beside a job_state record; it outlives the record (wrap deletes
     /// the record), so a late or repeated normalize cannot bring an old record back.
     pub fn job_state_order(&self, path: &str, id: &str) -> String {
-        self.key("/heat-pipeline/order/job_state", path, id)
+        self.key(Family::JobStateOrder, path, id)
     }
 
     /// The lineage of `/state` (which message wrote it, when), written by wrap beside it in
     /// the same transaction; `/state`'s own bytes are a contract and have no room for it.
     pub fn state_lineage(&self, path: &str, id: &str) -> String {
-        self.key("/heat-pipeline/lineage/state", path, id)
+        self.key(Family::StateLineage, path, id)
     }
 
     /// The prefix under which every record of one family lives, for scans (`audit`):

@@ -52,7 +52,12 @@ impl Job {
     pub fn path(&self) -> Cow<'_, str> {
         match &self.resource_path {
             Some(path) => Cow::Borrowed(path),
-            None => Cow::Owned(format!("{}s", self.resource_type)),
+            None => {
+                let mut path = String::with_capacity(self.resource_type.len() + 1);
+                path.push_str(&self.resource_type);
+                path.push('s');
+                Cow::Owned(path)
+            }
         }
     }
 
