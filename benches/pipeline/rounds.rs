@@ -327,9 +327,9 @@ fn print_medians(rows: &[(Drain, Drain)], n: usize) {
     }
     let per = |c: f64| c / n as f64;
     println!(
-        "  etcd per message (its own counters): transactions floor {:.3}, pipeline {:.3}; received bytes floor {:.0}, pipeline {:.0}",
-        of(&|r| per(r.0.etcd.txns)),
-        of(&|r| per(r.1.etcd.txns)),
+        "  etcd per message (its own counters): Txn calls floor {:.3}, pipeline {:.3}; received bytes floor {:.0}, pipeline {:.0}",
+        of(&|r| per(r.0.etcd.grpc_txn_calls)),
+        of(&|r| per(r.1.etcd.grpc_txn_calls)),
         of(&|r| per(r.0.etcd.received_bytes)),
         of(&|r| per(r.1.etcd.received_bytes)),
     );
@@ -359,7 +359,11 @@ fn print_counts(floor: &Drain, pipeline: &Drain, n: usize) {
         );
     };
     let (fe, pe) = (floor.etcd, pipeline.etcd);
-    row("etcd: transactions (etcd_mvcc_txn_total)", fe.txns, pe.txns);
+    row(
+        "etcd: mvcc txns (etcd_mvcc_txn_total: two per Txn call)",
+        fe.txns,
+        pe.txns,
+    );
     row(
         "etcd: Txn calls (grpc_server_handled_total)",
         fe.grpc_txn_calls,
@@ -368,7 +372,7 @@ fn print_counts(floor: &Drain, pipeline: &Drain, n: usize) {
     row("etcd: puts", fe.puts, pe.puts);
     row("etcd: deletes", fe.deletes, pe.deletes);
     row(
-        "etcd: ranges (a failed compare's reads, or a read)",
+        "etcd: ranges (one per compare, plus a failed Txn's reads)",
         fe.ranges,
         pe.ranges,
     );
