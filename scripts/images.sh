@@ -158,9 +158,15 @@ EOF
       - "$BASE_IMAGE" >/dev/null
 }
 
-# docker build of a Dockerfile given on stdin, with an empty context of its own.
+# docker build of a Dockerfile given on stdin, with an empty context of its own, unless the
+# image exists (and no --rebuild).
 build_from_stdin() {
   local name=$1 dir
+  if have_image "$name" && ((!REBUILD)); then
+    step "$name exists"
+    return
+  fi
+  step "building $name from Debian's packages"
   dir="$(mktemp -d "$WORK/ctx.XXXXXX")"
   cat >"$dir/Dockerfile"
   docker build "${NO_CACHE[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$name" "$dir" >"$WORK/build.log" 2>&1 || {
@@ -172,11 +178,6 @@ build_from_stdin() {
 
 # --- RabbitMQ -----------------------------------------------------------------------------
 build_rabbitmq() {
-  if have_image "$RABBITMQ_LOCAL_IMAGE" && ((!REBUILD)); then
-    step "$RABBITMQ_LOCAL_IMAGE exists"
-    return
-  fi
-  step "building $RABBITMQ_LOCAL_IMAGE from Debian's rabbitmq-server"
   # - guest may log in from other containers (the official image does the same);
   # - the server runs without Debian's /usr/sbin wrapper, with RABBITMQ_LOGS=- so that it
   #   logs to stdout ("Server startup complete" is what testcontainers waits for);
@@ -201,11 +202,6 @@ EOF
 
 # --- etcd ---------------------------------------------------------------------------------
 build_etcd() {
-  if have_image "$ETCD_LOCAL_IMAGE" && ((!REBUILD)); then
-    step "$ETCD_LOCAL_IMAGE exists"
-    return
-  fi
-  step "building $ETCD_LOCAL_IMAGE from Debian's etcd-server and etcd-client"
   # /usr/local/bin/etcd and etcdctl as in quay.io/coreos/etcd, so the same commands work
   # (compose file, testcontainers). No entrypoint, like quay's image. etcd logs to stderr.
   build_from_stdin "$ETCD_LOCAL_IMAGE" <<'EOF'
