@@ -87,18 +87,7 @@ fn assert_terminal_safe(text: &str) {
 /// Takes (and acks) every message of `queue`, bodies in order.
 async fn drain_queue(pipeline: &TestPipeline, queue: &str) -> Vec<Delivery> {
     let mut taken = Vec::new();
-    while let Some(message) = pipeline
-        .channel
-        .basic_get(queue.into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        let delivery = message.delivery;
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
+    while let Some(delivery) = pipeline.take(queue).await.unwrap() {
         taken.push(delivery);
     }
     taken

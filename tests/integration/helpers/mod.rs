@@ -260,33 +260,42 @@ impl TestPipeline {
         serde_json::from_slice(&bytes).unwrap()
     }
 
+    /// Takes (and acks) the next message of `queue`, if it has one.
+    pub async fn take(
+        &self,
+        queue: &str,
+    ) -> Result<Option<lapin::message::Delivery>, lapin::Error> {
+        let Some(message) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await?
+        else {
+            return Ok(None);
+        };
+        message
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await?;
+        Ok(Some(message.delivery))
+    }
+
     /// Waits until `count` dead letters are in `stage`'s dead-letter queue, then takes them.
     pub async fn take_dead_letters(&self, stage: StageName, count: usize) -> Vec<DeadLetter> {
         let queue = self.topology.dead_queue(stage);
         let deadline = Instant::now() + PATIENCE;
         let mut letters = Vec::new();
         while letters.len() < count {
-            match self
-                .channel
-                .basic_get(queue.as_str().into(), BasicGetOptions::default())
-                .await
-                .unwrap()
-            {
-                Some(message) => {
-                    let headers = message.delivery.properties.headers().clone();
+            match self.take(&queue).await.unwrap() {
+                Some(delivery) => {
+                    let headers = delivery.properties.headers().clone();
                     letters.push(DeadLetter {
-                        body: message.delivery.data.clone(),
+                        body: delivery.data.clone(),
                         stage: header_str(headers.as_ref(), "x-stage"),
                         reason: header_str(headers.as_ref(), "x-error-reason"),
                         class: header_str(headers.as_ref(), "x-error-class"),
                         routing_key: header_str(headers.as_ref(), "x-original-routing-key"),
                     });
-                    message
-                        .delivery
-                        .acker
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .unwrap();
                 }
                 None => {
                     assert!(
