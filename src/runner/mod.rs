@@ -156,10 +156,5 @@ fn refusal(pipeline: &Pipeline, error: &lapin::Error) -> Option<Refusal> {
 /// Reconnects: quick at first, then at most every 10 s, forever, with jitter so that many
 /// processes do not hammer a restarted broker in step.
 fn reconnect_backoff() -> ExponentialBackoff {
-    backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_millis(200))
-        .with_max_interval(Duration::from_secs(10))
-        .with_randomization_factor(0.5)
-        .with_max_elapsed_time(None)
-        .build()
+    worker::retry_forever(Duration::from_millis(200), Duration::from_secs(10))
 }

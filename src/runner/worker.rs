@@ -75,9 +75,15 @@ pub(super) struct Worker<S> {
 /// every in-flight message waits here, prefetch is exhausted and the stage takes no new
 /// work: back-pressure, not failure.
 pub(super) fn store_backoff() -> ExponentialBackoff {
+    retry_forever(Duration::from_millis(50), Duration::from_secs(5))
+}
+
+/// Retries from `initial` up to every `max`, forever, with jitter so that many processes
+/// do not retry in step.
+pub(super) fn retry_forever(initial: Duration, max: Duration) -> ExponentialBackoff {
     backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_millis(50))
-        .with_max_interval(Duration::from_secs(5))
+        .with_initial_interval(initial)
+        .with_max_interval(max)
         .with_randomization_factor(0.5)
         .with_max_elapsed_time(None)
         .build()
