@@ -257,21 +257,15 @@ mod tests {
 
     #[test]
     fn a_password_file_replaces_the_urls_password() {
-        let uri = AmqpConfig::new("amqp://app@rabbit/vhost")
-            .with_password(Secret::new("p@ss:word/"))
-            .nodes()
-            .unwrap()
-            .remove(0)
-            .uri;
+        let with_password = |url: &str, password: &str| {
+            let config = AmqpConfig::new(url).with_password(Secret::new(password));
+            config.nodes().unwrap().remove(0).uri
+        };
+        let uri = with_password("amqp://app@rabbit/vhost", "p@ss:word/");
         assert_eq!(uri.authority.userinfo.username, "app");
         assert_eq!(uri.authority.userinfo.password, "p@ss:word/");
         assert_eq!(uri.vhost, "vhost");
-        let uri = AmqpConfig::new("amqp://app:old@rabbit/")
-            .with_password(Secret::new("new"))
-            .nodes()
-            .unwrap()
-            .remove(0)
-            .uri;
+        let uri = with_password("amqp://app:old@rabbit/", "new");
         assert_eq!(uri.authority.userinfo.password, "new");
 
         let error = AmqpConfig::new("amqp://rabbit/")
