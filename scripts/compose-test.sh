@@ -124,7 +124,7 @@ cargo_step() {
   shift
   begin "$name"
   (cd "$CARGO_TEST_DIR" && env "${env[@]}" cargo test --locked --test "$TEST_NAME" "$@") >"$out" 2>&1 || status=$?
-  grep -E '^test result:|^failures:$|^    [a-z_:]+$|panicked at|^\||^faults \(|^seed:|^\* ' "$out" | head -60 || true
+  grep -E '^test result:|^failures:$|^    [a-z_:]+$|panicked at|^\||^faults \(|seed: /state|^\* ' "$out" | head -60 || true
   if ((status)); then tail -20 "$out" >&2; end "FAILED (cargo exit $status)"; else end; fi
 }
 
