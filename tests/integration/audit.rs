@@ -10,7 +10,7 @@ use lapin::options::QueuePurgeOptions;
 use serde_json::Value;
 
 use crate::helpers::process::{run, Ran};
-use crate::helpers::{heat_result, TestPipeline, PATIENCE, SEED_ID, SEED_INPUT};
+use crate::helpers::{assert_contains, heat_result, TestPipeline, PATIENCE, SEED_ID, SEED_INPUT};
 use heat_pipeline::stages::StageName;
 
 /// Runs the binary off the runtime's threads (the in-process stages keep running).
@@ -183,20 +183,12 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     let table = run_bin(pipeline.command(&["audit", "--older-than", "0s"])).await;
     assert_eq!(table.status.code(), Some(1));
     assert!(table.stdout.starts_with("PROBLEM"), "{}", table.stdout);
-    assert!(
-        table.stdout.contains("record_too_large"),
-        "{}",
-        table.stdout
-    );
+    assert_contains(&table.stdout, "record_too_large");
 
     // Reconcile: a dry run changes nothing.
     let dry = run_bin(pipeline.command(&["reconcile", "--dry-run", "ports/hand"])).await;
     assert_eq!(dry.status.code(), Some(0), "{dry:?}");
-    assert!(
-        dry.stdout.contains("would re-drive version 3 to wrap"),
-        "{}",
-        dry.stdout
-    );
+    assert_contains(&dry.stdout, "would re-drive version 3 to wrap");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pipeline.get(&keys.state("ports", "hand")).await, None);
 
@@ -210,27 +202,16 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     // The big one has a dead letter: reconcile replays it (and wrap refuses it again).
     let replayed = run_bin(pipeline.command(&["reconcile", "ports/big"])).await;
     assert_eq!(replayed.status.code(), Some(0), "{replayed:?}");
-    assert!(
-        replayed.stdout.contains("replayed 1 dead letter"),
-        "{}",
-        replayed.stdout
-    );
+    assert_contains(&replayed.stdout, "replayed 1 dead letter");
 
     // Unreadable and orphan records cannot be re-driven: said, exit 1.
     let cannot = run_bin(pipeline.command(&["reconcile", "ports/corrupt", "ports/lonely"])).await;
     assert_eq!(cannot.status.code(), Some(1), "{cannot:?}");
-    assert!(
-        cannot
-            .stdout
-            .contains("ports/corrupt: cannot re-drive: heat_stacks is unreadable"),
-        "{}",
-        cannot.stdout
+    assert_contains(
+        &cannot.stdout,
+        "ports/corrupt: cannot re-drive: heat_stacks is unreadable",
     );
-    assert!(
-        cannot.stdout.contains("ports/lonely: cannot re-drive"),
-        "{}",
-        cannot.stdout
-    );
+    assert_contains(&cannot.stdout, "ports/lonely: cannot re-drive");
 
     let deadline = Instant::now() + PATIENCE;
     while pipeline.ready_count(&dead).await == 0 {
@@ -252,17 +233,9 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     let shown = run_bin(pipeline.command(&["show", &format!("ports/{SEED_ID}")])).await;
     assert_eq!(shown.status.code(), Some(0), "{shown:?}");
     for stage in ["capture", "normalize", "wrap"] {
-        assert!(
-            shown.stdout.contains(&format!(" by {stage} at ")),
-            "{}",
-            shown.stdout
-        );
+        assert_contains(&shown.stdout, &format!(" by {stage} at "));
     }
-    assert!(
-        shown.stdout.contains("job version 1 (final), trace "),
-        "{}",
-        shown.stdout
-    );
+    assert_contains(&shown.stdout, "job version 1 (final), trace ");
     pipeline.stop().await;
 }
 
@@ -309,13 +282,7 @@ async fn a_job_whose_wrap_died_for_good_is_found_and_re_driven() {
     let redriven =
         run_bin(pipeline.command(&["reconcile", "--all-stuck", "--older-than", "0s"])).await;
     assert_eq!(redriven.status.code(), Some(0), "{redriven:?}");
-    assert!(
-        redriven
-            .stdout
-            .contains("ports/k1: re-drove version 2 to wrap"),
-        "{}",
-        redriven.stdout
-    );
+    assert_contains(&redriven.stdout, "ports/k1: re-drove version 2 to wrap");
 
     let wrap = pipeline.start_process(&["run", "wrap"]);
     let state = pipeline.wait_for_state("k1", 2).await;
@@ -341,7 +308,7 @@ async fn audit_that_cannot_reach_etcd_exits_2() {
     })
     .await;
     assert_eq!(ran.status.code(), Some(2), "{ran:?}");
-    assert!(ran.stderr.contains("cannot scan"), "{}", ran.stderr);
+    assert_contains(&ran.stderr, "cannot scan");
     pipeline.stop().await;
 }
 

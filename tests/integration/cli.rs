@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::process::{command, run, Ran};
-use crate::helpers::{heat_result, TestPipeline, PATIENCE};
+use crate::helpers::{assert_contains, heat_result, TestPipeline, PATIENCE};
 use heat_pipeline::stages::StageName;
 
 /// Runs the binary off the runtime's threads (in-process stages keep running).
@@ -113,12 +113,7 @@ async fn show_prints_a_resource_as_text_or_json_and_exits_3_for_none() {
 
     let none = run_bin(pipeline.command(&["show", "ports/nothing-here"])).await;
     assert_eq!(none.status.code(), Some(3), "{none:?}");
-    assert!(
-        none.stderr
-            .contains("ports/nothing-here: no record in etcd"),
-        "{}",
-        none.stderr
-    );
+    assert_contains(&none.stderr, "ports/nothing-here: no record in etcd");
     pipeline.stop().await;
 }
 
@@ -328,19 +323,11 @@ async fn audit_warns_of_a_prefix_without_its_slash_and_of_no_key_where_the_pipel
     ))
     .await;
     assert_eq!(ran.status.code(), Some(0), "{ran:?}");
-    assert!(
-        ran.stderr.contains(&format!(
-            "warning: ETCD_KEY_PREFIX {unslashed:?} does not start with \"/\""
-        )),
-        "{}",
-        ran.stderr
+    assert_contains(
+        &ran.stderr,
+        &format!("warning: ETCD_KEY_PREFIX {unslashed:?} does not start with \"/\""),
     );
-    assert!(
-        ran.stderr
-            .contains(&format!("did you mean \"/{unslashed}\"?")),
-        "{}",
-        ran.stderr
-    );
+    assert_contains(&ran.stderr, &format!("did you mean \"/{unslashed}\"?"));
 
     // The pipeline's queues exist (the test declared them) and no key is under the prefix.
     let elsewhere = format!("{}-elsewhere", pipeline.prefix);
@@ -351,14 +338,13 @@ async fn audit_warns_of_a_prefix_without_its_slash_and_of_no_key_where_the_pipel
     ))
     .await;
     assert_eq!(ran.status.code(), Some(0), "{ran:?}");
-    assert!(
-        ran.stderr.contains(&format!(
+    assert_contains(
+        &ran.stderr,
+        &format!(
             "warning: no key under ETCD_KEY_PREFIX {elsewhere:?} (API v2.0), yet the queues of \
              pipeline {:?} exist: is ETCD_KEY_PREFIX (or ETCD_API_VERSION) right?",
             pipeline.name
-        )),
-        "{}",
-        ran.stderr
+        ),
     );
     // Progress bars stay off a stderr that is not a terminal.
     assert!(!ran.stderr.contains('\u{1b}'), "{:?}", ran.stderr);

@@ -313,11 +313,7 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
     // carries an x-delivery-count, which the replay must not take along.
     let replayed = dlq(&pipeline, &["dlq", "replay", "capture"], None).await;
     assert!(replayed.status.success(), "{replayed:?}");
-    assert!(
-        replayed.stdout.contains("1 dead letter(s) replayed"),
-        "{}",
-        replayed.stdout
-    );
+    assert_contains(&replayed.stdout, "1 dead letter(s) replayed");
     // Its progress bar is for a terminal: a pipe gets none.
     for bar in ["\x1b", "fetching", "replaying"] {
         assert!(!replayed.stderr.contains(bar), "{}", replayed.stderr);
@@ -414,19 +410,16 @@ async fn purge_asks_first_and_only_yes_purges() {
         let output = dlq(&pipeline, &["dlq", "purge", "wrap"], answer).await;
         assert_eq!(output.status.code(), Some(1), "{output:?}");
         let prompt = format!("Purge 2 dead letters from {queue}? [y/N] ");
-        assert!(output.stderr.contains(&prompt), "{}", output.stderr);
+        assert_contains(&output.stderr, &prompt);
         assert!(output.stdout.contains("2 dead letter(s)"));
         wait_dead(&pipeline, StageName::Wrap, 2).await;
     }
 
     let output = dlq(&pipeline, &["dlq", "purge", "wrap", "--yes"], None).await;
     assert!(output.status.success(), "{output:?}");
-    assert!(
-        output
-            .stdout
-            .contains(&format!("2 dead letter(s) purged from {queue}")),
-        "{}",
-        output.stdout
+    assert_contains(
+        &output.stdout,
+        &format!("2 dead letter(s) purged from {queue}"),
     );
     wait_dead(&pipeline, StageName::Wrap, 0).await;
     pipeline.stop().await;
@@ -566,13 +559,7 @@ async fn a_short_string_that_is_not_utf8_is_shown_escaped() {
     let listed = dlq(&pipeline, &["dlq", "list", "normalize"], None).await;
     assert!(listed.status.success(), "{listed:?}");
     assert_terminal_safe(&listed.stdout);
-    assert!(
-        listed
-            .stdout
-            .contains(r"#1 message id: id-\u{fffd}\u{fffd}"),
-        "{}",
-        listed.stdout
-    );
+    assert_contains(&listed.stdout, r"#1 message id: id-\u{fffd}\u{fffd}");
     wait_dead(&pipeline, StageName::Normalize, 2).await;
     pipeline.stop().await;
 }

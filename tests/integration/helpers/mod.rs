@@ -46,6 +46,12 @@ pub const SEED_ID: &str = "23464cbc-d910-430a-93f7-3776ea07f992";
 /// How long a test waits for the pipeline before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Fails unless `text` holds `needle`, showing the whole text.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique_name(test: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
