@@ -31,7 +31,7 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// etcd's `--max-request-bytes`: larger writes are dead-lettered, not retried.
     pub max_request_bytes: usize,
-    /// Bytes of message bodies one stage works on at once ([`super::budget`]).
+    /// Bytes of message bodies one stage works on at once ([`DEFAULT_IN_FLIGHT_BYTES`]).
     pub in_flight_bytes: usize,
 }
 
