@@ -8,6 +8,7 @@ use lapin::BasicProperties;
 use tracing::Instrument;
 
 use super::acks::BatcherStopped;
+use super::budget::Reserved;
 use super::cache::lock;
 use super::headers;
 use super::link::SessionLink;
@@ -42,12 +43,14 @@ pub(super) enum Work<S: Stage> {
 }
 
 /// Handles one delivery. Never panics the runner, never drops a delivery silently: it ends
-/// acked (done or dead-lettered), or unacked for the broker to redeliver.
+/// acked (done or dead-lettered), or unacked for the broker to redeliver. It holds its share
+/// of the stage's byte budget (`_reserved`) until it ends.
 pub(super) async fn handle<S: Stage>(
     worker: Arc<Worker<S>>,
     session: Arc<SessionLink>,
     delivery: Delivery,
     work: Work<S>,
+    _reserved: Reserved,
 ) {
     let _in_flight = InFlight::enter(worker.stage.name());
     let trace = incoming_trace(&delivery);
@@ -102,7 +105,8 @@ async fn process<S: Stage>(
         written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         trace_id: trace.trace_id.clone(),
     };
-    let decision = match apply(worker, &input, &lineage).await {
+    // Boxed: its retries and commits are most of this future's size.
+    let decision = match Box::pin(apply(worker, &input, &lineage)).await {
         Ok(decision) => decision,
         Err(rejection) => {
             return dead_letter(worker, session, delivery, &rejection, trace, started).await

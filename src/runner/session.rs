@@ -178,11 +178,9 @@ impl Session {
                             }
                             Err(rejection) => Work::Reject(rejection),
                         };
-                        let handled = delivery::handle(worker.clone(), session.link.clone(), message, work);
-                        tasks.spawn(async move {
-                            handled.await;
-                            drop(reserved);
-                        });
+                        // Boxed once here: spawning moves the future three times more, and a
+                        // delivery's future is kilobytes (docs/SCALING.md).
+                        tasks.spawn(Box::pin(delivery::handle(worker.clone(), session.link.clone(), message, work, reserved)));
                     }
                     Some(Err(error)) => break SessionEnd::Lost(Loss::Consumer(error)),
                     None => break SessionEnd::Lost(Loss::Cancelled),

@@ -14,7 +14,9 @@ use crate::plan::Outcome;
 use crate::stages::StageName;
 
 mod outage;
+mod series;
 pub use outage::{Readiness, Reconnected, StoreOutage, OUTAGE_SUMMARY_EVERY};
+pub use series::STEPS;
 
 /// Registers the help text of every metric.
 pub(super) fn describe() {
@@ -183,10 +185,9 @@ impl MessageHandled {
             took_ms = self.took.as_millis() as u64,
             "done"
         );
-        let stage = self.stage.as_str();
-        counter!("heat_pipeline_messages_total", "stage" => stage, "outcome" => self.outcome.as_str()).increment(1);
-        histogram!("heat_pipeline_processing_seconds", "stage" => stage)
-            .record(self.took.as_secs_f64());
+        let series = series::of(self.stage);
+        series.outcomes[series::outcome_index(self.outcome)].increment(1);
+        series.processing.record(self.took.as_secs_f64());
     }
 }
 
@@ -285,8 +286,11 @@ pub struct StepTook {
 
 impl StepTook {
     pub fn emit(self) {
-        histogram!("heat_pipeline_step_seconds", "stage" => self.stage.as_str(), "step" => self.step)
-            .record(self.took.as_secs_f64());
+        match STEPS.iter().position(|step| *step == self.step) {
+            Some(at) => series::of(self.stage).steps[at].record(self.took.as_secs_f64()),
+            None => histogram!("heat_pipeline_step_seconds", "stage" => self.stage.as_str(), "step" => self.step)
+                .record(self.took.as_secs_f64()),
+        }
     }
 }
 
@@ -301,7 +305,7 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 impl InFlight {
     pub fn enter(stage: StageName) -> InFlight {
-        gauge!("heat_pipeline_in_flight", "stage" => stage.as_str()).increment(1.0);
+        series::of(stage).in_flight.increment(1.0);
         IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
         InFlight { stage }
     }
@@ -314,7 +318,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("heat_pipeline_in_flight", "stage" => self.stage.as_str()).decrement(1.0);
+        series::of(self.stage).in_flight.decrement(1.0);
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
