@@ -41,6 +41,19 @@ impl Session {
         }
     }
 
+    /// Opens a session as `role`, runs `work` on it, and closes it whatever `work` returned
+    /// (closing returns every letter still unacked to its queue).
+    pub(super) async fn with<T>(
+        url: &amqp::AmqpConfig,
+        role: &str,
+        work: impl AsyncFnOnce(&Session) -> Result<T, DlqError>,
+    ) -> Result<T, DlqError> {
+        let session = Session::open(url, role).await?;
+        let result = work(&session).await;
+        session.close("done").await;
+        result
+    }
+
     /// Closes the connection, which returns to their queue the messages still unacked on
     /// it; bounded by [`CLOSE_TIMEOUT`].
     pub(super) async fn close(self, why: &str) {

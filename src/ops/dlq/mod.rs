@@ -114,13 +114,13 @@ pub async fn list(
     limit: usize,
 ) -> Result<Listing, DlqError> {
     let queue = topology.dead_queue(stage);
-    let session = Session::open(url, "dlq list").await?;
-    let looked = peek(&session, &queue, limit, |d, n| {
-        describe(n, &d.properties, &d.data)
+    let (in_queue, letters) = Session::with(url, "dlq list", async |session| {
+        peek(session, &queue, limit, |d, n| {
+            describe(n, &d.properties, &d.data)
+        })
+        .await
     })
-    .await;
-    session.close("done").await;
-    let (in_queue, letters) = looked?;
+    .await?;
     Ok(Listing {
         queue,
         in_queue,
@@ -183,12 +183,13 @@ pub async fn letters_by_resource(
     limit: usize,
 ) -> Result<Vec<(DeadLetterInfo, Option<(String, String)>)>, DlqError> {
     let queue = topology.dead_queue(stage);
-    let session = Session::open(url, "dlq list").await?;
-    let looked = peek(&session, &queue, limit, |d, n| {
-        (describe(n, &d.properties, &d.data), resource_of(&d.data))
+    let looked = Session::with(url, "dlq list", async |session| {
+        peek(session, &queue, limit, |d, n| {
+            (describe(n, &d.properties, &d.data), resource_of(&d.data))
+        })
+        .await
     })
     .await;
-    session.close("done").await;
     match looked {
         Ok((_, letters)) => Ok(letters),
         Err(DlqError::NoQueue { .. }) => Ok(Vec::new()),
@@ -202,10 +203,11 @@ pub async fn count(
     topology: &Topology,
     stage: StageName,
 ) -> Result<u32, DlqError> {
-    let session = Session::open(url, "dlq count").await?;
-    let counted = session.ready_count(&topology.dead_queue(stage)).await;
-    session.close("done").await;
-    counted
+    let queue = topology.dead_queue(stage);
+    Session::with(url, "dlq count", async |session| {
+        session.ready_count(&queue).await
+    })
+    .await
 }
 
 /// Deletes the first `counted` dead letters of `stage` (the ones [`count`] counted, which
@@ -224,8 +226,7 @@ pub async fn purge(
     counted: u32,
 ) -> Result<u32, DlqError> {
     let queue = topology.dead_queue(stage);
-    let session = Session::open(url, "dlq purge").await?;
-    let purged = async {
+    Session::with(url, "dlq purge", async |session| {
         session.ready_count(&queue).await?;
         let mut taken = 0;
         let mut last = None;
@@ -257,8 +258,6 @@ pub async fn purge(
             }
         }
         Ok(taken)
-    }
-    .await;
-    session.close("done").await;
-    purged
+    })
+    .await
 }

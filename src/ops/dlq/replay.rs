@@ -54,19 +54,19 @@ pub async fn replay_with_progress(
     dry_run: bool,
     on_progress: impl FnMut(Progress),
 ) -> Result<Vec<Replayed>, DlqError> {
-    let session = Session::open(url, "dlq replay").await?;
-    let replayed = replay_on(
-        &session,
-        topology,
-        stage,
-        limit,
-        dry_run,
-        |_| true,
-        on_progress,
-    )
-    .await;
-    session.close("done").await;
-    replayed
+    Session::with(url, "dlq replay", async |session| {
+        replay_on(
+            session,
+            topology,
+            stage,
+            limit,
+            dry_run,
+            |_| true,
+            on_progress,
+        )
+        .await
+    })
+    .await
 }
 
 /// [`replay`] of the dead letters whose body `wanted` accepts (`reconcile`: one
@@ -84,10 +84,10 @@ pub async fn replay_where(
     dry_run: bool,
     wanted: impl Fn(&[u8]) -> bool,
 ) -> Result<Vec<Replayed>, DlqError> {
-    let session = Session::open(url, "dlq replay").await?;
-    let replayed = replay_on(&session, topology, stage, limit, dry_run, wanted, |_| {}).await;
-    session.close("done").await;
-    replayed
+    Session::with(url, "dlq replay", async |session| {
+        replay_on(session, topology, stage, limit, dry_run, wanted, |_| {}).await
+    })
+    .await
 }
 
 async fn replay_on(
