@@ -21,7 +21,7 @@ use crate::plan::{Decision, Lineage, Outcome};
 use crate::stages::{Stage, StageName};
 use crate::store::{Commit, StepError};
 use crate::telemetry::events::{
-    EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, StepTook, StoreRetried,
+    EndToEnd, InFlight, MessageHandled, MessageRejected, RetryCause, Step, StepTook, StoreRetried,
 };
 use crate::telemetry::trace::TraceParent;
 
@@ -100,7 +100,7 @@ async fn process<S: Stage>(
 
     let mut step = StepClock::start(stage.name());
     turn.wait().await;
-    step.lap("turn");
+    step.lap(Step::Turn);
     let lineage = Lineage {
         written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         trace_id: trace.trace_id.clone(),
@@ -112,7 +112,7 @@ async fn process<S: Stage>(
             return dead_letter(worker, session, delivery, &rejection, trace, started).await
         }
     };
-    step.lap("store");
+    step.lap(Step::Store);
     // The store has the result: the next message of this resource may go.
     drop(turn);
     if let (Some(body), Some(next)) = (&decision.handoff, stage.name().next()) {
@@ -121,10 +121,10 @@ async fn process<S: Stage>(
         session
             .publish(&exchange, routing_key, body, properties)
             .await?;
-        step.lap("handoff");
+        step.lap(Step::Handoff);
     }
     session.ack(delivery).await?;
-    step.lap("ack");
+    step.lap(Step::Ack);
     if stage.name() == StageName::Wrap && decision.outcome == Outcome::Written {
         if let Some(age) = age_since_publish(delivery) {
             EndToEnd { age }.emit();
@@ -295,7 +295,7 @@ impl StepClock {
         }
     }
 
-    fn lap(&mut self, step: &'static str) {
+    fn lap(&mut self, step: Step) {
         let now = Instant::now();
         StepTook {
             stage: self.stage,

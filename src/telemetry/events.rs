@@ -16,7 +16,7 @@ use crate::stages::StageName;
 mod outage;
 mod series;
 pub use outage::{Readiness, Reconnected, StoreOutage, OUTAGE_SUMMARY_EVERY};
-pub use series::STEPS;
+pub use series::Step;
 
 /// Registers the help text of every metric.
 pub(super) fn describe() {
@@ -280,17 +280,13 @@ impl EtcdRequest {
 /// retries (`store`), the hand-off's publisher confirm (`handoff`), or the ack (`ack`).
 pub struct StepTook {
     pub stage: StageName,
-    pub step: &'static str,
+    pub step: Step,
     pub took: Duration,
 }
 
 impl StepTook {
     pub fn emit(self) {
-        match STEPS.iter().position(|step| *step == self.step) {
-            Some(at) => series::of(self.stage).steps[at].record(self.took.as_secs_f64()),
-            None => histogram!("heat_pipeline_step_seconds", "stage" => self.stage.as_str(), "step" => self.step)
-                .record(self.took.as_secs_f64()),
-        }
+        series::of(self.stage).steps[self.step as usize].record(self.took.as_secs_f64());
     }
 }
 

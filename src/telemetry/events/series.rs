@@ -10,12 +10,33 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use crate::plan::Outcome;
 use crate::stages::StageName;
 
-/// The steps of a delivery that [`super::StepTook`] times, in the order they happen.
-pub const STEPS: [&str; 4] = ["turn", "store", "handoff", "ack"];
+/// The steps of a delivery that [`super::StepTook`] times, in the order they happen: waiting
+/// for the resource's earlier message, the etcd work with its retries, the hand-off's
+/// publisher confirm, the ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Turn,
+    Store,
+    Handoff,
+    Ack,
+}
+
+impl Step {
+    const ALL: [Step; 4] = [Step::Turn, Step::Store, Step::Handoff, Step::Ack];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Turn => "turn",
+            Step::Store => "store",
+            Step::Handoff => "handoff",
+            Step::Ack => "ack",
+        }
+    }
+}
 
 /// One stage's per-message series.
 pub(super) struct StageSeries {
-    /// `heat_pipeline_step_seconds`, one per [`STEPS`].
+    /// `heat_pipeline_step_seconds`, one per [`Step`], in its order.
     pub(super) steps: [Histogram; 4],
     pub(super) processing: Histogram,
     /// `heat_pipeline_messages_total`, one per [`Outcome::ALL`].
@@ -27,8 +48,8 @@ impl StageSeries {
     fn register(stage: StageName) -> StageSeries {
         let stage = stage.as_str();
         StageSeries {
-            steps: STEPS.map(|step| {
-                histogram!("heat_pipeline_step_seconds", "stage" => stage, "step" => step)
+            steps: Step::ALL.map(|step| {
+                histogram!("heat_pipeline_step_seconds", "stage" => stage, "step" => step.as_str())
             }),
             processing: histogram!("heat_pipeline_processing_seconds", "stage" => stage),
             outcomes: Outcome::ALL.map(|outcome| {
