@@ -16,8 +16,6 @@ use crate::helpers::cluster::{rabbit_node, Cluster};
 use crate::helpers::faults::*;
 use crate::helpers::process::Process;
 use crate::helpers::*;
-use heat_pipeline::amqp::{self, AmqpConfig, Topology};
-use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 
 /// Results in each stream: 1,000 resources, versions 1 and 2.
@@ -106,12 +104,13 @@ impl Run {
     /// Publishes the stream at [`RATE_PER_SECOND`], injects `fault` once [`FAULT_AT`] of it
     /// is confirmed, and checks what the pipeline ends with.
     async fn stream_with_fault(mut self, name: &str, fault: Fault) {
-        let (sent, bodies) = stream(name);
+        let (sent, bodies) = workload(name, RESOURCES, VERSIONS);
         let confirmed = Arc::new(AtomicUsize::new(0));
-        let publisher = tokio::spawn(publish_stream(
+        let publisher = tokio::spawn(publish_paced(
             self.pipeline.services.amqp_url.as_str().into(),
-            self.pipeline.topology.clone(),
+            self.pipeline.topology.input_exchange().to_string(),
             bodies,
+            RATE_PER_SECOND,
             confirmed.clone(),
         ));
         let at = (sent.values().map(Vec::len).sum::<usize>() as f64 * FAULT_AT) as usize;
@@ -127,7 +126,7 @@ impl Run {
         // The test's own connection may have been on the lost node.
         self.pipeline.reconnect().await;
         let tally = Tally {
-            dead_lettered: self.dead_letters().await,
+            dead_lettered: self.pipeline.dead_letters().await,
             ..tally
         };
         eprintln!(
@@ -159,76 +158,6 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-
-    async fn dead_letters(&self) -> usize {
-        let mut dead = 0;
-        for stage in StageName::ALL {
-            let queue = self.pipeline.topology.dead_queue(stage);
-            dead += self.pipeline.ready_count(&queue).await as usize;
-        }
-        dead
-    }
-}
-
-/// `RESOURCES` resources at versions 1 to `VERSIONS`, published version by version.
-fn stream(prefix: &str) -> (Sent, Vec<Vec<u8>>) {
-    let mut sent = Sent::new();
-    let mut bodies = Vec::new();
-    for version in 1..=VERSIONS {
-        for n in 0..RESOURCES {
-            let id = format!("{prefix}-{n}");
-            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
-            sent.entry(id).or_default().push(version);
-        }
-    }
-    (sent, bodies)
-}
-
-/// Publishes every body in order, each until the broker confirms it: a failed publish (its
-/// node died) reconnects to another node and publishes the same body again. Returns how
-/// many were confirmed (all of them).
-async fn publish_stream(
-    broker: AmqpConfig,
-    topology: Topology,
-    bodies: Vec<Vec<u8>>,
-    confirmed: Arc<AtomicUsize>,
-) -> usize {
-    let interval = Duration::from_micros(1_000_000 / RATE_PER_SECOND);
-    let mut channel = None;
-    for body in &bodies {
-        let started = Instant::now();
-        loop {
-            if channel.is_none() {
-                channel = match amqp::connect(&broker, "test publisher").await {
-                    Ok((connection, _)) => amqp::confirm_channel(&connection)
-                        .await
-                        .ok()
-                        .map(|c| (connection, c)),
-                    Err(_) => None,
-                };
-                if channel.is_none() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-            let (_, c) = channel.as_ref().unwrap();
-            let published = amqp::publish_confirmed(
-                c,
-                topology.input_exchange(),
-                StageName::Capture.routing_key(),
-                body,
-                input_properties(),
-            )
-            .await;
-            match published {
-                Ok(()) => break,
-                Err(_) => channel = None,
-            }
-        }
-        confirmed.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
-    }
-    bodies.len()
 }
 
 /// Appends a row with the recovery time to the chaos report (`CHAOS_REPORT`).

@@ -17,21 +17,6 @@ use crate::helpers::rabbit::PrivateRabbit;
 use crate::helpers::*;
 use heat_pipeline::stages::StageName;
 
-/// `resources` resources, each created at versions 1 to `versions`, published version by
-/// version (as upstream would over time).
-fn workload(prefix: &str, resources: usize, versions: u64) -> (Sent, Vec<Vec<u8>>) {
-    let mut sent = Sent::new();
-    let mut bodies = Vec::new();
-    for version in 1..=versions {
-        for n in 0..resources {
-            let id = format!("{prefix}-{n}");
-            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
-            sent.entry(id).or_default().push(version);
-        }
-    }
-    (sent, bodies)
-}
-
 /// The shared etcd, with `broker` instead of the shared RabbitMQ.
 async fn private(broker: &PrivateRabbit) -> Services {
     Services {

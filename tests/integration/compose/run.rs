@@ -6,16 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
-use heat_pipeline::amqp::{self, AmqpConfig, Topology};
+use heat_pipeline::amqp::{AmqpConfig, Topology};
 use heat_pipeline::keys::Keyspace;
-use heat_pipeline::ops::publish::input_properties;
-use heat_pipeline::stages::StageName;
 
 use super::faults::{Fault, Undo};
 use super::history::History;
 use super::stack::Stack;
-use crate::helpers::faults::Sent;
-use crate::helpers::{heat_result, unique_name, Services, TestPipeline};
+use crate::helpers::faults::{publish_paced, workload};
+use crate::helpers::{unique_name, Services, TestPipeline};
 
 /// Each stream: 200 resources, versions 1 to 5, version by version (1,000 results)...
 const RESOURCES: usize = 200;
@@ -70,9 +68,9 @@ pub async fn run_fault(stack: &mut Stack, fault: Fault) -> Row {
     // etcd is read through a member the fault leaves alone.
     let (_leader, follower) = stack.etcd_roles().await;
     let mut pipeline = observer(stack.services(&follower).await).await;
-    let dead_before = dead_letters(&pipeline).await;
+    let dead_before = pipeline.dead_letters().await;
     let id_prefix = unique_name("f");
-    let (sent, bodies) = stream(&id_prefix);
+    let (sent, bodies) = workload(&id_prefix, RESOURCES, VERSIONS);
     let state_prefix = pipeline.keys.state("ports", &format!("{id_prefix}-"));
     let (now, _) = revisions(&pipeline, &state_prefix).await;
     let history = History::watch(pipeline.etcd.clone(), state_prefix.clone(), now);
@@ -80,7 +78,13 @@ pub async fn run_fault(stack: &mut Stack, fault: Fault) -> Row {
     let confirmed = Arc::new(AtomicUsize::new(0));
     let broker = AmqpConfig::from(pipeline.services.amqp_url.as_str());
     let exchange = pipeline.topology.input_exchange().to_string();
-    let publisher = tokio::spawn(publish(broker, exchange, bodies, confirmed.clone()));
+    let publisher = tokio::spawn(publish_paced(
+        broker,
+        exchange,
+        bodies,
+        RATE_PER_SECOND,
+        confirmed.clone(),
+    ));
     while confirmed.load(Ordering::Relaxed) < FAULT_AT {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -105,7 +109,7 @@ pub async fn run_fault(stack: &mut Stack, fault: Fault) -> Row {
         resources: sent.len(),
         correct: tally.correct,
         lost: tally.lost,
-        dead_lettered: dead_letters(&pipeline).await - dead_before,
+        dead_lettered: pipeline.dead_letters().await - dead_before,
         went_back,
         writes_per_second,
         dropped,
@@ -120,65 +124,6 @@ async fn revisions(pipeline: &TestPipeline, prefix: &str) -> (i64, i64) {
     let response = kv.get(prefix, Some(options)).await.unwrap();
     let last = response.kvs().iter().map(|kv| kv.mod_revision()).max();
     (response.header().unwrap().revision(), last.unwrap_or(0))
-}
-
-async fn dead_letters(pipeline: &TestPipeline) -> usize {
-    let mut dead = 0;
-    for stage in StageName::ALL {
-        dead += pipeline
-            .ready_count(&pipeline.topology.dead_queue(stage))
-            .await as usize;
-    }
-    dead
-}
-
-/// [`RESOURCES`] resources at versions 1 to [`VERSIONS`], published version by version.
-fn stream(prefix: &str) -> (Sent, Vec<Vec<u8>>) {
-    let mut sent = Sent::new();
-    let mut bodies = Vec::new();
-    for version in 1..=VERSIONS {
-        for n in 0..RESOURCES {
-            let id = format!("{prefix}-{n}");
-            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
-            sent.entry(id).or_default().push(version);
-        }
-    }
-    (sent, bodies)
-}
-
-/// Publishes every body in order at [`RATE_PER_SECOND`] at most, each until the broker
-/// confirms it (after a failure, on a new connection, to any node). Returns the count.
-async fn publish(
-    broker: AmqpConfig,
-    exchange: String,
-    bodies: Vec<Vec<u8>>,
-    confirmed: Arc<AtomicUsize>,
-) -> usize {
-    let interval = Duration::from_micros(1_000_000 / RATE_PER_SECOND);
-    let mut session = None;
-    for body in &bodies {
-        let started = Instant::now();
-        loop {
-            if session.is_none() {
-                if let Ok((connection, _)) = amqp::connect(&broker, "compose test").await {
-                    let channel = amqp::confirm_channel(&connection).await.ok();
-                    session = channel.map(|channel| (connection, channel));
-                }
-            }
-            let Some((_, channel)) = &session else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let key = StageName::Capture.routing_key();
-            match amqp::publish_confirmed(channel, &exchange, key, body, input_properties()).await {
-                Ok(()) => break,
-                Err(_) => session = None,
-            }
-        }
-        confirmed.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
-    }
-    bodies.len()
 }
 
 /// The table, as `scripts/compose-test.sh` prints it.

@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
+use heat_pipeline::amqp::{self, AmqpConfig};
+use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 
-use super::{Services, TestPipeline, PATIENCE};
+use super::{heat_result, Services, TestPipeline, PATIENCE};
 
 #[path = "../../common/private_etcd.rs"]
 mod private_etcd;
@@ -48,15 +52,74 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Published results: resource id → every version sent for it.
 pub type Sent = BTreeMap<String, Vec<u64>>;
 
+/// `resources` resources, each created at versions 1 to `versions`, published version by
+/// version (as upstream would over time).
+pub fn workload(prefix: &str, resources: usize, versions: u64) -> (Sent, Vec<Vec<u8>>) {
+    let mut sent = Sent::new();
+    let mut bodies = Vec::new();
+    for version in 1..=versions {
+        for n in 0..resources {
+            let id = format!("{prefix}-{n}");
+            bodies.push(heat_result("create", &id, version, "CREATE_COMPLETE", ""));
+            sent.entry(id).or_default().push(version);
+        }
+    }
+    (sent, bodies)
+}
+
+/// Publishes every body in order to `exchange`, at most `per_second`, each until the broker
+/// confirms it: a failed publish (its node died) reconnects, to any node of `broker`, and
+/// publishes the same body again. Counts each confirmed body in `confirmed`; returns how
+/// many were confirmed (all of them).
+pub async fn publish_paced(
+    broker: AmqpConfig,
+    exchange: String,
+    bodies: Vec<Vec<u8>>,
+    per_second: u64,
+    confirmed: Arc<AtomicUsize>,
+) -> usize {
+    let interval = Duration::from_micros(1_000_000 / per_second);
+    let mut session = None;
+    for body in &bodies {
+        let started = Instant::now();
+        loop {
+            if session.is_none() {
+                if let Ok((connection, _)) = amqp::connect(&broker, "test publisher").await {
+                    let channel = amqp::confirm_channel(&connection).await.ok();
+                    session = channel.map(|channel| (connection, channel));
+                }
+            }
+            let Some((_, channel)) = &session else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let key = StageName::Capture.routing_key();
+            match amqp::publish_confirmed(channel, &exchange, key, body, input_properties()).await {
+                Ok(()) => break,
+                Err(_) => session = None,
+            }
+        }
+        confirmed.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+    }
+    bodies.len()
+}
+
 impl TestPipeline {
     /// Reads the end state of every resource in `sent`, dead letters included.
     pub async fn tally(&self, sent: &Sent) -> Tally {
         let mut tally = self.tally_records(sent).await;
-        for stage in StageName::ALL {
-            tally.dead_lettered +=
-                self.ready_count(&self.topology.dead_queue(stage)).await as usize;
-        }
+        tally.dead_lettered = self.dead_letters().await;
         tally
+    }
+
+    /// Messages in the stages' dead-letter queues.
+    pub async fn dead_letters(&self) -> usize {
+        let mut dead = 0;
+        for stage in StageName::ALL {
+            dead += self.ready_count(&self.topology.dead_queue(stage)).await as usize;
+        }
+        dead
     }
 
     /// [`TestPipeline::tally`] from etcd alone (works while the broker is down).
