@@ -166,9 +166,17 @@ impl TestPipeline {
     pub async fn reconnect(&mut self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            match amqp::connect(&self.services.amqp_url.as_str().into(), "test").await {
-                Ok((connection, _node)) => {
-                    self.channel = amqp::confirm_channel(&connection).await.unwrap();
+            // A node just back may accept the connection and reset it a moment later, so
+            // opening the channel is part of the attempt.
+            let attempt = async {
+                let (connection, _node) =
+                    amqp::connect(&self.services.amqp_url.as_str().into(), "test").await?;
+                let channel = amqp::confirm_channel(&connection).await?;
+                Ok::<_, lapin::Error>((connection, channel))
+            };
+            match attempt.await {
+                Ok((connection, channel)) => {
+                    self.channel = channel;
                     self.connection = connection;
                     return;
                 }
