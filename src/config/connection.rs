@@ -5,9 +5,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// Its `--help` heading.
-const CONNECTION: &str = "Connection";
-
 /// Where the broker and etcd are, and how long etcd may take.
 #[derive(Clone, Args)]
 pub struct Connection {
@@ -20,8 +17,7 @@ pub struct Connection {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_default_value = true,
         hide_env_values = true,
-        global = true,
-        help_heading = CONNECTION
+        global = true
     )]
     pub amqp_url: String,
 
@@ -31,13 +27,12 @@ pub struct Connection {
         env = "ETCD_ENDPOINTS",
         default_value = "http://127.0.0.1:2379",
         value_delimiter = ',',
-        global = true,
-        help_heading = CONNECTION
+        global = true
     )]
     pub etcd_endpoints: Vec<String>,
 
     /// Timeout of each etcd request; a request that takes longer is retried.
-    #[arg(long, env = "ETCD_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true, help_heading = CONNECTION)]
+    #[arg(long, env = "ETCD_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
     pub etcd_timeout: Duration,
 }
 

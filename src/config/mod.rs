@@ -26,14 +26,16 @@ use crate::keys::Keyspace;
 use crate::secrets::SettingError;
 use crate::store::StoreConfig;
 
-/// The broker and store a process talks to, and the names that isolate one pipeline.
+/// The broker and store a process talks to, and the names that isolate one pipeline; each
+/// part under a `--help` heading of its own (an argument flattened in after them names its
+/// own heading, or it would fall under the last of these).
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Connection")]
     pub connection: Connection,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Naming")]
     pub naming: Naming,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "TLS and credentials")]
     pub security: Security,
 }
 

@@ -7,50 +7,47 @@ use clap::Args;
 use crate::secrets::{read_secret_file, Secret, SettingError, TlsFiles, TlsPem};
 use crate::store::EtcdUser;
 
-/// Its `--help` heading.
-const SECURITY: &str = "TLS and credentials";
-
 /// TLS files and credentials: paths and a user name, never a secret itself (those are read
 /// from the files, or from ETCD_PASSWORD, when a config is made), so `Debug` shows them all.
 #[derive(Debug, Clone, Args)]
 pub struct Security {
     /// File holding the RabbitMQ password; it replaces the password of AMQP_URL.
-    #[arg(long, env = "AMQP_PASSWORD_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "AMQP_PASSWORD_FILE", value_name = "PATH", global = true)]
     pub amqp_password_file: Option<PathBuf>,
 
     /// CA certificates (PEM) RabbitMQ's certificate must chain to, for amqps:// [default: the
     /// system's roots].
-    #[arg(long, env = "AMQP_CA_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "AMQP_CA_FILE", value_name = "PATH", global = true)]
     pub amqp_ca_file: Option<PathBuf>,
 
     /// Client certificate (PEM) for amqps://, with AMQP_KEY_FILE.
-    #[arg(long, env = "AMQP_CERT_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "AMQP_CERT_FILE", value_name = "PATH", global = true)]
     pub amqp_cert_file: Option<PathBuf>,
 
     /// Private key (PEM, unencrypted) of AMQP_CERT_FILE.
-    #[arg(long, env = "AMQP_KEY_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "AMQP_KEY_FILE", value_name = "PATH", global = true)]
     pub amqp_key_file: Option<PathBuf>,
 
     /// CA certificates (PEM) etcd's certificate must chain to, for https:// endpoints
     /// [default: the system's roots].
-    #[arg(long, env = "ETCD_CA_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "ETCD_CA_FILE", value_name = "PATH", global = true)]
     pub etcd_ca_file: Option<PathBuf>,
 
     /// Client certificate (PEM) for etcd's --client-cert-auth, with ETCD_KEY_FILE.
-    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH", global = true)]
     pub etcd_cert_file: Option<PathBuf>,
 
     /// Private key (PEM, unencrypted) of ETCD_CERT_FILE.
-    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH", global = true)]
     pub etcd_key_file: Option<PathBuf>,
 
     /// etcd user, when etcd's authentication is on. Its password comes from ETCD_PASSWORD (an
     /// environment variable; there is no flag) or ETCD_PASSWORD_FILE.
-    #[arg(long, env = "ETCD_USERNAME", value_name = "NAME", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "ETCD_USERNAME", value_name = "NAME", global = true)]
     pub etcd_username: Option<String>,
 
     /// File holding the password of ETCD_USERNAME.
-    #[arg(long, env = "ETCD_PASSWORD_FILE", value_name = "PATH", global = true, help_heading = SECURITY)]
+    #[arg(long, env = "ETCD_PASSWORD_FILE", value_name = "PATH", global = true)]
     pub etcd_password_file: Option<PathBuf>,
 }
 
