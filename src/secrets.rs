@@ -262,6 +262,30 @@ pub(crate) mod tests {
         (made.cert.pem(), made.signing_key.serialize_pem())
     }
 
+    /// A [`self_signed`] certificate and key, as PEM text and as files of a [`TempDir`]:
+    /// what a test of TLS settings points them at and then expects to read.
+    pub(crate) struct PemFiles {
+        pub cert: String,
+        pub key: String,
+        pub cert_file: PathBuf,
+        pub key_file: PathBuf,
+    }
+
+    impl PemFiles {
+        /// Makes them, written to `cert.pem` and `key.pem` in `dir`.
+        pub(crate) fn new(dir: &TempDir) -> PemFiles {
+            let (cert, key) = self_signed();
+            let cert_file = dir.file("cert.pem", &cert);
+            let key_file = dir.file("key.pem", &key);
+            PemFiles {
+                cert,
+                key,
+                cert_file,
+                key_file,
+            }
+        }
+    }
+
     #[test]
     fn a_secret_never_prints() {
         let (cert, key) = self_signed();
@@ -307,15 +331,14 @@ pub(crate) mod tests {
     #[test]
     fn tls_files_are_read_and_checked() {
         let dir = TempDir::new("tls");
-        let (cert_pem, key_pem) = self_signed();
-        let cert = dir.file("cert.pem", &cert_pem);
-        let key = dir.file("key.pem", &key_pem);
+        let made = PemFiles::new(&dir);
+        let (cert, key) = (made.cert_file, made.key_file);
         let files = TlsFiles::etcd(Some(cert.clone()), Some(cert.clone()), Some(key.clone()));
         let pem = files.load().unwrap().unwrap();
-        assert_eq!(pem.ca.as_deref(), Some(cert_pem.as_str()));
+        assert_eq!(pem.ca, Some(made.cert.clone()));
         let identity = pem.identity.unwrap();
-        assert_eq!(identity.cert, cert_pem);
-        assert_eq!(identity.key.expose(), key_pem);
+        assert_eq!(identity.cert, made.cert);
+        assert_eq!(identity.key.expose(), made.key);
 
         // A key where a certificate belongs, and the reverse.
         let swapped = TlsFiles::etcd(None, Some(key.clone()), Some(cert.clone()));

@@ -119,7 +119,7 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
     use super::*;
-    use crate::secrets::tests::{self_signed, TempDir};
+    use crate::secrets::tests::{self_signed, PemFiles, TempDir};
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -233,17 +233,15 @@ mod tests {
     #[test]
     fn etcd_tls_files_are_read_and_need_https() {
         let dir = TempDir::new("etcd-tls");
-        let (cert, key) = self_signed();
-        let cert_path = dir.file("cert.pem", &cert);
-        let key_path = dir.file("key.pem", &key);
+        let made = PemFiles::new(&dir);
         let mut settings = etcd_settings(&[]);
-        settings.security.etcd_ca_file = Some(cert_path.clone());
-        settings.security.etcd_cert_file = Some(cert_path);
-        settings.security.etcd_key_file = Some(key_path);
+        settings.security.etcd_ca_file = Some(made.cert_file.clone());
+        settings.security.etcd_cert_file = Some(made.cert_file);
+        settings.security.etcd_key_file = Some(made.key_file);
         let config = settings.store_config_with(None).unwrap();
         let tls = config.tls.as_ref().unwrap();
-        assert_eq!(tls.ca.as_deref(), Some(cert.as_str()));
-        assert_eq!(tls.identity.as_ref().unwrap().key.expose(), key);
+        assert_eq!(tls.ca, Some(made.cert));
+        assert_eq!(tls.identity.as_ref().unwrap().key.expose(), made.key);
         assert!(!format!("{config:?}").contains("BEGIN"));
 
         settings.connection.etcd_endpoints = vec!["https://a:2379".into(), "http://b:2379".into()];
