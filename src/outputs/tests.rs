@@ -74,42 +74,35 @@ fn text_that_claims_python_form_but_is_not_a_list_is_refused() {
 }
 
 /// Numbers Python prints in a form of its own (integers beyond `u128`, beyond `u64`
-/// and below `i64`, `-0`, and floats printed as `repr`), in outputs at every depth: as
-/// an output's value, in a list, in nested objects. [`HEAT`] is the outputs as Heat
-/// sends them; [`PYTHON`] is what CPython 3.11 printed for `json.dumps(json.loads(HEAT))`.
-/// It printed `json.dumps(PYTHON)` as serde_json quotes it (the text is ASCII, so neither
-/// escapes more than `\"`).
-const HEAT: &str = concat!(
-    r#"[{"output_key": "n0", "output_value": 10000000000000000000000000000000000000000}, "#,
-    r#"{"output_key": "n1", "output_value": -10000000000000000000000000000000000000000}, "#,
-    r#"{"output_key": "n2", "output_value": 18446744073709551616}, "#,
-    r#"{"output_key": "n3", "output_value": 18446744073709551615}, "#,
-    r#"{"output_key": "n4", "output_value": -9223372036854775809}, "#,
-    r#"{"output_key": "n5", "output_value": -0}, "#,
-    r#"{"output_key": "n6", "output_value": 1e-05}, "#,
-    r#"{"output_key": "n7", "output_value": 1e+16}, "#,
-    r#"{"output_key": "n8", "output_value": 0.30000000000000004}, "#,
-    r#"{"output_key": "n9", "output_value": 1e22}, "#,
-    r#"{"output_key": "n10", "output_value": 5e-324}, "#,
-    r#"{"output_key": "list", "output_value": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, -0, 1e-05, 1e+16, 0.30000000000000004, 1e22, 5e-324]}, "#,
-    r#"{"output_key": "object", "output_value": {"n": {"deep": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, -0, 1e-05, 1e+16, 0.30000000000000004, 1e22, 5e-324]}}}]"#,
+/// and below `i64`, `-0`, and floats printed as `repr`), as Heat sends them; [`outputs_of`]
+/// puts them at every depth.
+const HEAT_NUMBERS: &str = concat!(
+    "10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, ",
+    "18446744073709551616, 18446744073709551615, -9223372036854775809, -0, 1e-05, 1e+16, ",
+    "0.30000000000000004, 1e22, 5e-324",
 );
 
-const PYTHON: &str = concat!(
-    r#"[{"output_key": "n0", "output_value": 10000000000000000000000000000000000000000}, "#,
-    r#"{"output_key": "n1", "output_value": -10000000000000000000000000000000000000000}, "#,
-    r#"{"output_key": "n2", "output_value": 18446744073709551616}, "#,
-    r#"{"output_key": "n3", "output_value": 18446744073709551615}, "#,
-    r#"{"output_key": "n4", "output_value": -9223372036854775809}, "#,
-    r#"{"output_key": "n5", "output_value": 0}, "#,
-    r#"{"output_key": "n6", "output_value": 1e-05}, "#,
-    r#"{"output_key": "n7", "output_value": 1e+16}, "#,
-    r#"{"output_key": "n8", "output_value": 0.30000000000000004}, "#,
-    r#"{"output_key": "n9", "output_value": 1e+22}, "#,
-    r#"{"output_key": "n10", "output_value": 5e-324}, "#,
-    r#"{"output_key": "list", "output_value": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, 0, 1e-05, 1e+16, 0.30000000000000004, 1e+22, 5e-324]}, "#,
-    r#"{"output_key": "object", "output_value": {"n": {"deep": [10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, 18446744073709551616, 18446744073709551615, -9223372036854775809, 0, 1e-05, 1e+16, 0.30000000000000004, 1e+22, 5e-324]}}}]"#,
+/// What CPython 3.11 printed of them for `json.dumps(json.loads(outputs_of(HEAT_NUMBERS)))`:
+/// `-0` is `0` and `1e22` is `1e+22`. It printed `json.dumps` of that as serde_json quotes
+/// it (the text is ASCII, so neither escapes more than `\"`).
+const PYTHON_NUMBERS: &str = concat!(
+    "10000000000000000000000000000000000000000, -10000000000000000000000000000000000000000, ",
+    "18446744073709551616, 18446744073709551615, -9223372036854775809, 0, 1e-05, 1e+16, ",
+    "0.30000000000000004, 1e+22, 5e-324",
 );
+
+/// Outputs holding `numbers` (comma-separated) at every depth, in Python's spacing: each as
+/// an output's value (`n0`, `n1`, ...), all in a list, and all in nested objects.
+fn outputs_of(numbers: &str) -> String {
+    let each: String = numbers
+        .split(", ")
+        .enumerate()
+        .map(|(i, n)| format!(r#"{{"output_key": "n{i}", "output_value": {n}}}, "#))
+        .collect();
+    format!(
+        r#"[{each}{{"output_key": "list", "output_value": [{numbers}]}}, {{"output_key": "object", "output_value": {{"n": {{"deep": [{numbers}]}}}}}}]"#
+    )
+}
 
 /// capture → normalize → wrap, with hand-offs of this version and of an older stage
 /// (compact outputs, no `outputs_form`): every record holds Python's bytes.
@@ -124,15 +117,16 @@ fn numbers_in_outputs_reach_all_three_records_as_python_wrote_them() {
         value.as_object_mut().unwrap().remove("outputs_form");
         serde_json::to_vec(&value).unwrap()
     }
+    let (heat, python) = (outputs_of(HEAT_NUMBERS), outputs_of(PYTHON_NUMBERS));
     let body = format!(
-        r#"{{"job": {{"action": "create", "resource_type": "port", "resource_id": "n1", "version": 1, "tenant_id": "t"}}, "stack": {{"stack_name": "port_n1", "stack_status": "CREATE_COMPLETE", "outputs": {HEAT}}}}}"#
+        r#"{{"job": {{"action": "create", "resource_type": "port", "resource_id": "n1", "version": 1, "tenant_id": "t"}}, "stack": {{"stack_name": "port_n1", "stack_status": "CREATE_COMPLETE", "outputs": {heat}}}}}"#
     );
     let heat_stacks = format!(
-        r#"{{"stack_id": "port_n1", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": {PYTHON}, "status_reason": "", "id": "port:n1"}}"#
+        r#"{{"stack_id": "port_n1", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": {python}, "status_reason": "", "id": "port:n1"}}"#
     );
     let job_state =
-        format!(r#"{{"heat_outputs": {PYTHON}, "orchestration_state": "CREATE_COMPLETE"}}"#);
-    let python_string = serde_json::to_string(PYTHON).unwrap();
+        format!(r#"{{"heat_outputs": {python}, "orchestration_state": "CREATE_COMPLETE"}}"#);
+    let python_string = serde_json::to_string(&python).unwrap();
     let state = format!(
         r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": {python_string}, "orchestration_state": "CREATE_COMPLETE"}}, "version": 1, "error": ""}}"#
     );
@@ -169,10 +163,11 @@ fn outputs_taken_out_of_a_value_keep_every_number() {
         #[serde(default, deserialize_with = "deserialize_values")]
         outputs: Option<Vec<Value>>,
     }
-    let tree: Value = serde_json::from_str(&format!(r#"{{"outputs": {HEAT}}}"#)).unwrap();
+    let heat = outputs_of(HEAT_NUMBERS);
+    let tree: Value = serde_json::from_str(&format!(r#"{{"outputs": {heat}}}"#)).unwrap();
     let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
     let outputs = PythonOutputs::encode(&stack.outputs.unwrap()).unwrap();
-    assert_eq!(outputs.as_str(), PYTHON);
+    assert_eq!(outputs.as_str(), outputs_of(PYTHON_NUMBERS));
     for absent in [r#"{}"#, r#"{"outputs": null}"#] {
         let tree: Value = serde_json::from_str(absent).unwrap();
         let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
@@ -184,17 +179,18 @@ fn outputs_taken_out_of_a_value_keep_every_number() {
 /// stage's compact form.
 #[test]
 fn python_numbers_survive_both_hand_off_forms() {
-    let compact = serde_json::to_string(&values(HEAT)).unwrap();
+    let python = outputs_of(PYTHON_NUMBERS);
+    let compact = serde_json::to_string(&values(&outputs_of(HEAT_NUMBERS))).unwrap();
     assert!(
         compact.contains("-9223372036854775809,-0,1e-05"),
         "{compact}"
     );
     let older: RawOutputs = serde_json::from_str(&compact).unwrap();
     let older = older.into_python(None).unwrap();
-    assert_eq!(older.as_str(), PYTHON);
-    let carried: RawOutputs = serde_json::from_str(PYTHON).unwrap();
+    assert_eq!(older.as_str(), python);
+    let carried: RawOutputs = serde_json::from_str(&python).unwrap();
     let carried = carried.into_python(Some(OutputsForm::Python)).unwrap();
-    assert_eq!(carried.as_str(), PYTHON);
+    assert_eq!(carried.as_str(), python);
 }
 
 /// `1e400` is a float that overflows: Python would write `Infinity`, which is not JSON.
