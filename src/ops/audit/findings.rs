@@ -131,14 +131,6 @@ mod tests {
     use crate::ops::state::fixtures::*;
     use crate::ops::state::Next;
 
-    fn resource() -> Resource {
-        Resource {
-            path: "ports".into(),
-            id: "r1".into(),
-            ..Resource::default()
-        }
-    }
-
     fn problems(resource: &Resource) -> Vec<(Problem, Option<u64>)> {
         classify(
             resource,
@@ -153,35 +145,15 @@ mod tests {
 
     #[test]
     fn a_finished_job_and_a_running_one_are_fine() {
-        let done = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(2, "final", Some(OLD)),
-            job_state_order: order(2, "final", Some(OLD)),
-            state: state(2),
-            ..resource()
-        };
+        let done = resource().captured(2, OLD).normalized(2, OLD).wrapped(2);
         assert_eq!(problems(&done), vec![]);
-        let running = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(3, "final", Some(RECENT)),
-            job_state: stored(JS),
-            job_state_order: order(3, "final", Some(RECENT)),
-            state: state(2),
-            ..resource()
-        };
+        let running = done.captured(3, RECENT).normalized(3, RECENT);
         assert_eq!(problems(&running), vec![], "younger than the threshold");
     }
 
     #[test]
     fn an_old_job_state_without_its_state_is_stuck_and_an_undated_one_counts_as_old() {
-        let stuck = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(3, "final", Some(OLD)),
-            job_state: stored(JS),
-            job_state_order: order(3, "final", Some(OLD)),
-            state: state(2),
-            ..resource()
-        };
+        let stuck = resource().wrapped(2).captured(3, OLD).normalized(3, OLD);
         let found = classify(
             &stuck,
             &Keyspace::new("", "v2.0"),
@@ -204,20 +176,10 @@ mod tests {
 
     #[test]
     fn heat_stacks_newer_than_normalize_took_is_behind() {
-        let behind = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(4, "final", Some(OLD)),
-            job_state_order: order(3, "final", Some(OLD)),
-            state: state(3),
-            ..resource()
-        };
+        let behind = resource().normalized(3, OLD).wrapped(3).captured(4, OLD);
         assert_eq!(problems(&behind), vec![(Problem::Behind, Some(4))]);
         // Taken by normalize but not wrapped: that is stuck, not behind as well.
-        let stuck = Resource {
-            job_state: stored(JS),
-            job_state_order: order(4, "final", Some(OLD)),
-            ..behind
-        };
+        let stuck = behind.normalized(4, OLD);
         assert_eq!(problems(&stuck), vec![(Problem::Stuck, Some(4))]);
     }
 
@@ -241,13 +203,8 @@ mod tests {
             problems(&orphan_record),
             vec![(Problem::Orphan, None), (Problem::Orphan, None)]
         );
-        let stale = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(5, "final", Some(OLD)),
-            job_state_order: order(5, "final", Some(OLD)),
-            state: state(4),
-            ..resource()
-        };
+        // Normalize finished 5, yet `/state` is 4.
+        let stale = resource().captured(5, OLD).normalized(5, OLD).wrapped(4);
         assert_eq!(problems(&stale), vec![(Problem::Stale, Some(5))]);
         let unreadable = Resource {
             heat_stacks: stored(b"{not json"),

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::Resource;
 use crate::plan::Stored;
 
 /// The tests' "now"; [`OLD`] is an hour before it, [`RECENT`] half a minute.
@@ -35,4 +36,33 @@ pub fn order(version: u64, phase: &str, at: Option<&str>) -> Option<Stored> {
 /// A `/state` record of `version`.
 pub fn state(version: u64) -> Option<Stored> {
     stored(format!(r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}}, "version": {version}, "error": ""}}"#).as_bytes())
+}
+
+/// `ports/r1` with no key; the steps below add what each stage leaves behind, so a test
+/// reads as the resource's story, e.g. `resource().normalized(3, OLD).wrapped(3).captured(4, OLD)`.
+pub fn resource() -> Resource {
+    Resource::new("ports", "r1")
+}
+
+impl Resource {
+    /// Capture took `version` at `at`: a heat_stacks record and its final order key.
+    pub fn captured(mut self, version: u64, at: &str) -> Resource {
+        self.heat_stacks = stored(HS);
+        self.heat_stacks_order = order(version, "final", Some(at));
+        self
+    }
+
+    /// Wrap wrote `/state` of `version` and removed job_state (its order key stays).
+    pub fn wrapped(mut self, version: u64) -> Resource {
+        self.job_state = None;
+        self.state = state(version);
+        self
+    }
+
+    /// Normalize took `version` at `at`: a job_state record and its final order key.
+    pub fn normalized(mut self, version: u64, at: &str) -> Resource {
+        self.job_state = stored(JS);
+        self.job_state_order = order(version, "final", Some(at));
+        self
+    }
 }

@@ -236,14 +236,7 @@ mod tests {
 
     #[test]
     fn stuck_and_behind_are_half_done_once_old_and_next_takes_stuck_first() {
-        let resource = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: order(4, "final", Some(OLD)),
-            job_state: stored(JS),
-            job_state_order: order(3, "final", Some(RECENT)),
-            state: state(2),
-            ..Resource::new("ports", "r1")
-        };
+        let resource = resource().wrapped(2).normalized(3, RECENT).captured(4, OLD);
         let state = ResourceState::of(&resource);
         assert_eq!(state.stuck().map(|o| o.version), Some(3));
         assert_eq!(state.behind().map(|o| o.version), Some(4));
@@ -261,7 +254,7 @@ mod tests {
             job_state: stored(JS),
             job_state_order: order(3, "final", Some(OLD)),
             state: stored(b"{"),
-            ..Resource::new("ports", "r1")
+            ..resource()
         };
         let state = ResourceState::of(&resource);
         assert_eq!(state.state_version(), StateVersion::Unreadable);
@@ -283,7 +276,7 @@ mod tests {
             let resource = Resource {
                 job_state_order: order(5, phase, Some(OLD)),
                 state: state(4),
-                ..Resource::new("ports", "r1")
+                ..resource()
             };
             let state = ResourceState::of(&resource);
             assert_eq!(state.consumed().map(|c| c.state), Some(4));
@@ -302,14 +295,14 @@ mod tests {
     fn orphans_and_the_resources_nothing_can_re_drive() {
         let lonely = Resource {
             heat_stacks_order: order(1, "final", Some(OLD)),
-            ..Resource::new("ports", "r1")
+            ..resource()
         };
         let state = ResourceState::of(&lonely);
         assert_eq!(state.orphans(), [Orphan::HeatStacksOrder]);
         assert_eq!(state.next(), Err(CannotRedrive::NoRecord));
         let orderless = Resource {
             job_state: stored(JS),
-            ..Resource::new("ports", "r1")
+            ..resource()
         };
         let state = ResourceState::of(&orderless);
         assert_eq!(state.orphans(), [Orphan::JobState]);
@@ -318,11 +311,7 @@ mod tests {
 
     #[test]
     fn a_job_state_s_age_comes_from_its_order_key() {
-        let resource = Resource {
-            job_state: stored(JS),
-            job_state_order: order(1, "final", Some(OLD)),
-            ..Resource::new("ports", "r1")
-        };
+        let resource = resource().normalized(1, OLD);
         assert_eq!(
             job_state_age(&resource, now()),
             Some(Duration::from_secs(3600))
