@@ -168,64 +168,33 @@ fn action_of(status: &str, has_state: bool) -> Action {
 mod tests {
     use super::*;
     use crate::keys::Family;
+    use crate::ops::state::fixtures::*;
     use crate::ops::state::Unreadable;
-    use crate::plan::Stored;
     use crate::records::Handoff;
-
-    fn stored(value: &[u8]) -> Option<Stored> {
-        Some(Stored {
-            value: value.to_vec(),
-            mod_revision: 1,
-        })
-    }
-
-    const HS: &[u8] = br#"{"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_FAILED", "output": [], "status_reason": "quota", "id": "port:r1"}"#;
-    const JS: &[u8] = br#"{"heat_outputs": [], "orchestration_state": "CREATE_FAILED"}"#;
-    const V1: &[u8] = br#"{"version":1,"phase":"final","stage":"normalize","written_at":"2026-11-27T08:00:00.000Z","trace_id":"x"}"#;
-
-    fn resource() -> Resource {
-        Resource::new("ports", "r1")
-    }
 
     #[test]
     fn a_stuck_job_state_is_handed_to_wrap_with_what_wrap_needs() {
-        let stuck = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: stored(br#"{"version":1,"phase":"final"}"#),
-            job_state: stored(JS),
-            job_state_order: stored(V1),
-            ..resource()
-        };
+        let stuck = resource().captured(1, OLD).normalized(1, OLD);
         let redrive = redrive_from_records(&stuck).unwrap().unwrap();
         assert_eq!((redrive.stage, redrive.version), (StageName::Wrap, 1));
         let request = WrapRequest::decode(&redrive.body).unwrap();
         assert_eq!(request.job.resource_type, "port");
         assert_eq!(request.job.tenant_id, "t");
         assert_eq!(request.job.action, Action::Create);
-        assert_eq!(request.status_reason, "quota");
-        assert_eq!(
-            request.job_state_order.as_deref().map(str::as_bytes),
-            Some(V1)
-        );
+        // heat_stacks' reason: it holds the same result (the same order) as job_state.
+        assert_eq!(request.status_reason, "ok");
+        let order = stuck.job_state_order.map(|o| o.value);
+        assert_eq!(request.job_state_order.map(String::into_bytes), order);
     }
 
     #[test]
     fn heat_stacks_never_normalized_is_handed_to_normalize_and_a_healthy_one_needs_nothing() {
-        let behind = Resource {
-            heat_stacks: stored(HS),
-            heat_stacks_order: stored(br#"{"version":2,"phase":"final"}"#),
-            job_state_order: stored(V1),
-            state: stored(br#"{"state": {"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}, "version": 1, "error": ""}"#),
-            ..resource()
-        };
+        let behind = resource().normalized(1, OLD).wrapped(1).captured(2, OLD);
         let redrive = redrive_from_records(&behind).unwrap().unwrap();
         assert_eq!((redrive.stage, redrive.version), (StageName::Normalize, 2));
         let request = NormalizeRequest::decode(&redrive.body).unwrap();
         assert_eq!(request.job.version, 2);
-        let healthy = Resource {
-            heat_stacks_order: stored(br#"{"version":1,"phase":"final"}"#),
-            ..behind
-        };
+        let healthy = behind.captured(1, OLD);
         assert_eq!(redrive_from_records(&healthy), Ok(None));
     }
 
@@ -233,8 +202,7 @@ mod tests {
     fn unreadable_or_orderless_records_cannot_be_re_driven() {
         let corrupt = Resource {
             job_state: stored(b"{garbage"),
-            job_state_order: stored(V1),
-            ..resource()
+            ..resource().normalized(1, OLD)
         };
         assert!(matches!(
             redrive_from_records(&corrupt),

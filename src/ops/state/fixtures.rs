@@ -1,5 +1,5 @@
-//! Stored keys for the unit tests of the rules and of audit's findings: one resource's
-//! records and order keys as etcd would hold them, at fixed times.
+//! Stored keys for the unit tests of the rules, of audit's findings and of reconcile's
+//! re-drives: one resource's records and order keys as etcd would hold them, at fixed times.
 
 use std::time::SystemTime;
 
