@@ -3,53 +3,71 @@
 //! a rule that names a series the process does not export, or one that appears too late
 //! for `rate()` to see it rise, fails here.
 //!
-//! The process runs capture and normalize (no wrap: the stage-down alert), audits every
-//! second (a job_state wrap never removes: the stuck-jobs alert) and gets one message it
-//! can never process (the dead-letter alert). The rules' annotations are the hand-written
-//! test's business (alerts.test.yaml); this one checks which alerts fire with which labels.
+//! Two processes run as production runs them, as child processes of this test (so that
+//! nothing another test registered in this binary's process-wide recorder leaks into the
+//! scrape): `run capture`, which also audits every second (a job_state wrap never removes:
+//! the stuck-jobs alert) and gets one message it can never process (the dead-letter alert),
+//! and `run normalize`. No process runs wrap: the stage-down alert. The rules' annotations
+//! are the hand-written test's business (alerts.test.yaml); this one checks which alerts
+//! fire with which labels.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heat_pipeline::app::{App, AppConfig, AuditEvery};
-use heat_pipeline::runner::RunOptions;
-use heat_pipeline::stages::StageName;
-use heat_pipeline::store::StoreConfig;
-use tokio_util::sync::CancellationToken;
-
+use crate::helpers::process::free_addr;
 use crate::helpers::*;
 use crate::telemetry::get;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yaml");
 
-/// A scrape: each sample's series (name and labels, as exposed) and value.
+/// A scrape of every process: each sample's series (name and labels, with the process's
+/// `instance` label first, as Prometheus would store it) and value.
 type Scrape = BTreeMap<String, String>;
 
-fn scrape(addr: SocketAddr) -> Scrape {
-    let (status, body) = get(&format!("http://{addr}/metrics"));
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| line.rsplit_once(' '))
-        .map(|(series, value)| (series.to_string(), value.to_string()))
-        .collect()
+/// The processes scraped, each by its `instance` label and its HTTP address.
+type Targets = [(&'static str, String)];
+
+fn scrape(targets: &Targets) -> Scrape {
+    let mut samples = Scrape::new();
+    for (instance, addr) in targets {
+        let (status, body) = get(&format!("http://{addr}/metrics"));
+        assert_eq!(status, 200, "{body}");
+        let lines = body
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty());
+        for (series, value) in lines.filter_map(|line| line.rsplit_once(' ')) {
+            let series = match series.split_once('{') {
+                Some((metric, labels)) => format!(r#"{metric}{{instance="{instance}",{labels}"#),
+                None => format!(r#"{series}{{instance="{instance}"}}"#),
+            };
+            samples.insert(series, value.to_string());
+        }
+    }
+    samples
 }
 
 /// Scrapes until `ready` holds, at most a minute (the queue counts come every 15 s).
-async fn scrape_until(addr: SocketAddr, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+async fn scrape_until(targets: &Targets, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let samples = scrape(addr);
-        if ready(&samples) {
-            return samples;
+        // A process that is still starting has no endpoint yet.
+        let up = targets
+            .iter()
+            .all(|(_, addr)| std::net::TcpStream::connect(addr).is_ok());
+        if up {
+            let samples = scrape(targets);
+            if ready(&samples) {
+                return samples;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} after a minute: {samples:#?}"
+            );
+        } else {
+            assert!(Instant::now() < deadline, "no endpoint after a minute");
         }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} after a minute: {samples:#?}"
-        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -66,44 +84,39 @@ async fn every_alert_fires_on_what_a_running_process_exposes() {
         "promtool is missing: scripts/install-check-tools.sh installs it"
     );
     let pipeline = TestPipeline::new("alerts").await;
-    let config = AppConfig {
-        amqp: pipeline.services.amqp_url.as_str().into(),
-        store: StoreConfig::new(
-            pipeline.services.etcd_endpoints.clone(),
-            Duration::from_secs(5),
-        ),
-        topology: pipeline.topology.clone(),
-        keys: pipeline.keys.clone(),
-        stages: vec![StageName::Capture, StageName::Normalize],
-        options: RunOptions {
-            concurrency: 4,
-            ..RunOptions::default()
-        },
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        audit: Some(AuditEvery {
-            every: Duration::from_secs(1),
-            older_than: Duration::from_secs(1),
-        }),
-    };
-    let app = App::build(config).await.expect("build the app");
-    let addr = app.http_addr();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(app.run(shutdown.clone()));
+    let targets = [("capture", free_addr()), ("normalize", free_addr())];
+    let capture = pipeline.start_process(&[
+        "run",
+        "capture",
+        "--concurrency=4",
+        "--audit-every=1s",
+        "--audit-older-than=1s",
+        &format!("--http-addr={}", targets[0].1),
+    ]);
+    let normalize = pipeline.start_process(&[
+        "run",
+        "normalize",
+        "--concurrency=4",
+        &format!("--http-addr={}", targets[1].1),
+    ]);
 
-    // Idle: every series a rule reads is there at 0 for each stage the process runs.
-    let idle = scrape_until(addr, "ready stages", |s| {
-        value(s, r#"heat_pipeline_ready{stage="capture"}"#) == Some(1.0)
-            && value(s, r#"heat_pipeline_ready{stage="normalize"}"#) == Some(1.0)
+    // Idle: every series a rule reads is there at 0 for each stage a process runs.
+    let idle = scrape_until(&targets, "ready stages", |s| {
+        ["capture", "normalize"].iter().all(|stage| {
+            let ready = format!(r#"heat_pipeline_ready{{instance="{stage}",stage="{stage}"}}"#);
+            value(s, &ready) == Some(1.0)
+        })
     })
     .await;
     for stage in ["capture", "normalize"] {
+        let labels = format!(r#"instance="{stage}",stage="{stage}""#);
         for series in [
-            format!(r#"heat_pipeline_dead_letters{{stage="{stage}"}}"#),
-            format!(r#"heat_pipeline_queue_ready{{stage="{stage}"}}"#),
-            format!(r#"heat_pipeline_messages_total{{stage="{stage}",outcome="dead_lettered"}}"#),
-            format!(r#"heat_pipeline_messages_total{{stage="{stage}",outcome="written"}}"#),
-            format!(r#"heat_pipeline_retries_total{{stage="{stage}",cause="store"}}"#),
-            format!(r#"heat_pipeline_reconnects_total{{stage="{stage}"}}"#),
+            format!(r#"heat_pipeline_dead_letters{{{labels}}}"#),
+            format!(r#"heat_pipeline_queue_ready{{{labels}}}"#),
+            format!(r#"heat_pipeline_messages_total{{{labels},outcome="dead_lettered"}}"#),
+            format!(r#"heat_pipeline_messages_total{{{labels},outcome="written"}}"#),
+            format!(r#"heat_pipeline_retries_total{{{labels},cause="store"}}"#),
+            format!(r#"heat_pipeline_reconnects_total{{{labels}}}"#),
         ] {
             assert_eq!(value(&idle, &series), Some(0.0), "{series} in {idle:#?}");
         }
@@ -112,13 +125,15 @@ async fn every_alert_fires_on_what_a_running_process_exposes() {
     // One message no stage can process, and one job that wrap never finishes.
     pipeline.publish(b"not json").await;
     pipeline.publish(SEED_INPUT).await;
-    let busy = scrape_until(addr, "dead letter and stuck job", |s| {
-        value(s, r#"heat_pipeline_dead_letters{stage="capture"}"#) == Some(1.0)
-            && value(s, "heat_pipeline_stuck_jobs").unwrap_or(0.0) >= 1.0
+    let busy = scrape_until(&targets, "dead letter and stuck job", |s| {
+        let dead = r#"heat_pipeline_dead_letters{instance="capture",stage="capture"}"#;
+        let stuck = r#"heat_pipeline_stuck_jobs{instance="capture"}"#;
+        value(s, dead) == Some(1.0) && value(s, stuck).unwrap_or(0.0) >= 1.0
     })
     .await;
-    shutdown.cancel();
-    running.await.unwrap().expect("the app stops cleanly");
+    for process in [capture, normalize] {
+        process.terminate().await;
+    }
 
     let dir = tempfile_dir("alerts");
     std::fs::write(dir.join("alerts.yaml"), without_annotations(RULES)).unwrap();
@@ -136,7 +151,7 @@ async fn every_alert_fires_on_what_a_running_process_exposes() {
 }
 
 /// A promtool unit test: the idle scrape's values for 3 minutes, then the busy scrape's
-/// for half an hour, as one target's series; and which alerts must fire at the end.
+/// for half an hour, as the targets' series; and which alerts must fire at the end.
 fn promtool_test(idle: &Scrape, busy: &Scrape) -> String {
     let rules = std::fs::read_to_string(RULES).unwrap();
     let mut series = String::new();
@@ -148,12 +163,8 @@ fn promtool_test(idle: &Scrape, busy: &Scrape) -> String {
     });
     for (name, after) in used {
         let before = idle.get(name).unwrap_or(after);
-        let labelled = match name.split_once('{') {
-            Some((metric, labels)) => {
-                format!(r#"{metric}{{instance="hp:9464", job="heat-pipeline", {labels}"#)
-            }
-            None => format!(r#"{name}{{instance="hp:9464", job="heat-pipeline"}}"#),
-        };
+        // Every scraped series has its instance label; the job's is the scrape config's.
+        let labelled = name.replacen('{', r#"{job="heat-pipeline","#, 1);
         series.push_str(&format!(
             "      - series: '{labelled}'\n        values: '{before}+0x2 {after}+0x30'\n"
         ));
