@@ -64,10 +64,7 @@ async fn modify_to_version_2_replaces_the_state() {
         .unwrap()
         .contains("fa:16:3e:00:00:02"));
     assert_eq!(state["error"], "");
-    let stack = pipeline
-        .get(&pipeline.keys.heat_stack("ports", SEED_ID))
-        .await
-        .unwrap();
+    let stack = pipeline.heat_stack(SEED_ID).await.unwrap();
     assert!(String::from_utf8(stack)
         .unwrap()
         .contains("\"stack_status\": \"UPDATE_COMPLETE\""));
@@ -86,10 +83,7 @@ async fn delete_without_a_stack_completes_the_delete() {
         state,
         br#"{"state": {"worker_state": "DELETE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "DELETE_COMPLETE"}, "version": 3, "error": ""}"#
     );
-    let stack = pipeline
-        .get(&pipeline.keys.heat_stack("ports", "gone-1"))
-        .await
-        .unwrap();
+    let stack = pipeline.heat_stack("gone-1").await.unwrap();
     assert_eq!(
         stack,
         br#"{"stack_id": "", "tenant_id": "t", "stack_status": "DELETE_COMPLETE", "output": [], "status_reason": "", "id": "port:gone-1"}"#
@@ -182,10 +176,7 @@ async fn a_stale_version_never_replaces_a_newer_one() {
         ))
         .await;
     pipeline.wait_for_state("s-1", 2).await;
-    let stack_before = pipeline
-        .get(&pipeline.keys.heat_stack("ports", "s-1"))
-        .await
-        .unwrap();
+    let stack_before = pipeline.heat_stack("s-1").await.unwrap();
 
     pipeline
         .publish(&heat_result("create", "s-1", 1, "CREATE_COMPLETE", "first"))
@@ -197,13 +188,7 @@ async fn a_stale_version_never_replaces_a_newer_one() {
 
     let state = pipeline.wait_for_state("s-1", 2).await;
     assert_eq!(state["version"], 2);
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.heat_stack("ports", "s-1"))
-            .await
-            .unwrap(),
-        stack_before
-    );
+    assert_eq!(pipeline.heat_stack("s-1").await.unwrap(), stack_before);
     assert_eq!(
         pipeline.get(&pipeline.keys.job_state("ports", "s-1")).await,
         None
@@ -284,12 +269,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_is_processed() {
         assert!(!letter.reason.as_deref().unwrap_or("").is_empty());
         assert_eq!(letter.routing_key.as_deref(), Some("heat.result"));
     }
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.heat_stack("ports", "m-1"))
-            .await,
-        None
-    );
+    assert_eq!(pipeline.heat_stack("m-1").await, None);
     pipeline.stop().await;
 }
 
@@ -322,12 +302,7 @@ async fn a_record_over_the_size_limit_is_dead_lettered() {
     let letters = pipeline.take_dead_letters(StageName::Capture, 1).await;
     assert_eq!(letters[0].class.as_deref(), Some("record_too_large"));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.heat_stack("ports", "big"))
-            .await,
-        None
-    );
+    assert_eq!(pipeline.heat_stack("big").await, None);
     pipeline.stop().await;
 }
 
@@ -397,9 +372,6 @@ async fn hostile_input_is_dead_lettered_with_a_reason_and_never_crashes_a_stage(
         );
         assert!(!letter.reason.as_deref().unwrap_or("").is_empty(), "{what}");
     }
-    assert_eq!(
-        pipeline.get(&pipeline.keys.heat_stack("ports", "h")).await,
-        None
-    );
+    assert_eq!(pipeline.heat_stack("h").await, None);
     pipeline.stop().await;
 }

@@ -314,7 +314,7 @@ async fn assert_valid_all_land(run: &Run) -> Tally {
 
 /// The poison's own resource got no record (for a poison whose body is valid).
 async fn assert_not_written(pipeline: &TestPipeline, id: &str) {
-    let stack = pipeline.get(&pipeline.keys.heat_stack("ports", id)).await;
+    let stack = pipeline.heat_stack(id).await;
     assert_eq!(stack, None, "the poison's result was written");
 }
 

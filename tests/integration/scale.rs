@@ -88,10 +88,7 @@ async fn three_processes_per_stage_keep_every_resource_at_its_highest_version() 
     let mut kv = pipeline.etcd.kv_client();
     for n in (0..1000).step_by(37) {
         let id = format!("s-{n}");
-        let stack = pipeline
-            .get(&pipeline.keys.heat_stack("ports", &id))
-            .await
-            .unwrap();
+        let stack = pipeline.heat_stack(&id).await.unwrap();
         assert!(
             String::from_utf8(stack)
                 .unwrap()

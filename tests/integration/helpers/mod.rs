@@ -234,6 +234,11 @@ impl TestPipeline {
         response.kvs().first().map(|kv| kv.value().to_vec())
     }
 
+    /// The heat_stacks record of `id` in `ports`, the resource path of every test input.
+    pub async fn heat_stack(&self, id: &str) -> Option<Vec<u8>> {
+        self.get(&self.keys.heat_stack("ports", id)).await
+    }
+
     pub async fn mod_revision(&self, key: &str) -> Option<i64> {
         let response = self.etcd.kv_client().get(key, None).await.unwrap();
         response.kvs().first().map(|kv| kv.mod_revision())
