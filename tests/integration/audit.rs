@@ -53,6 +53,14 @@ async fn put(pipeline: &TestPipeline, key: &str, value: &[u8]) {
         .unwrap();
 }
 
+/// Writes a job_state of `ports/<id>` by hand, as normalize leaves one, with `order` as its
+/// order key: a job that wrap never finished.
+async fn put_job_state(pipeline: &TestPipeline, id: &str, order: &[u8]) {
+    const JOB_STATE: &[u8] = br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#;
+    put(pipeline, &pipeline.keys.job_state("ports", id), JOB_STATE).await;
+    put(pipeline, &pipeline.keys.job_state_order("ports", id), order).await;
+}
+
 async fn wait_gone(pipeline: &TestPipeline, key: &str) {
     let deadline = Instant::now() + PATIENCE;
     while pipeline.get(key).await.is_some() {
@@ -88,28 +96,12 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     .unwrap();
     pipeline.publish(&big).await;
     let dead = pipeline.topology.dead_queue(StageName::Wrap);
-    let deadline = Instant::now() + PATIENCE;
-    while pipeline.ready_count(&dead).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "wrap never dead-lettered the big result"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pipeline
+        .wait_any_ready(&dead, "wrap never dead-lettered the big result")
+        .await;
 
     // A job_state written by hand, with an order key in the format before lineage.
-    put(
-        &pipeline,
-        &keys.job_state("ports", "hand"),
-        br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#,
-    )
-    .await;
-    put(
-        &pipeline,
-        &keys.job_state_order("ports", "hand"),
-        br#"{"version":3,"phase":"final"}"#,
-    )
-    .await;
+    put_job_state(&pipeline, "hand", br#"{"version":3,"phase":"final"}"#).await;
 
     // A finished resource whose heat_stacks is corrupted by hand.
     pipeline
@@ -213,14 +205,9 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     );
     assert_contains(&cannot.stdout, "ports/lonely: cannot re-drive");
 
-    let deadline = Instant::now() + PATIENCE;
-    while pipeline.ready_count(&dead).await == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the replayed big result was not dead-lettered again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pipeline
+        .wait_any_ready(&dead, "the replayed big result was not dead-lettered again")
+        .await;
     let (code, findings) = audit(&pipeline).await;
     assert_eq!(code, Some(1));
     assert!(of(&findings, "hand").is_empty(), "repaired: {findings:#?}");
@@ -258,11 +245,9 @@ async fn a_job_whose_wrap_died_for_good_is_found_and_re_driven() {
     let job_state = pipeline.keys.job_state("ports", "k1");
     pipeline.wait_for(&job_state, |_| true).await;
     let wrap_queue = pipeline.topology.queue(StageName::Wrap);
-    let deadline = Instant::now() + PATIENCE;
-    while pipeline.ready_count(&wrap_queue).await == 0 {
-        assert!(Instant::now() < deadline, "normalize never handed off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pipeline
+        .wait_any_ready(&wrap_queue, "normalize never handed off")
+        .await;
     pipeline
         .channel
         .queue_purge(wrap_queue.as_str().into(), QueuePurgeOptions::default())
@@ -318,14 +303,7 @@ async fn a_process_run_with_audit_every_exports_stuck_jobs_and_the_oldest_job_st
     use crate::helpers::process::{free_addr, spawn};
 
     let pipeline = TestPipeline::new("audit-every").await;
-    let keys = &pipeline.keys;
-    put(
-        &pipeline,
-        &keys.job_state("ports", "s1"),
-        br#"{"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE"}"#,
-    )
-    .await;
-    put(&pipeline, &keys.job_state_order("ports", "s1"), br#"{"version":2,"phase":"final","stage":"normalize","written_at":"2026-01-01T00:00:00.000Z","trace_id":"x"}"#).await;
+    put_job_state(&pipeline, "s1", br#"{"version":2,"phase":"final","stage":"normalize","written_at":"2026-01-01T00:00:00.000Z","trace_id":"x"}"#).await;
     let addr = free_addr();
     let mut env = pipeline.env();
     env.push(("HTTP_ADDR", addr.clone()));

@@ -6,12 +6,11 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helpers::process::{command, run, Ran};
-use crate::helpers::{assert_contains, heat_result, TestPipeline, PATIENCE};
+use crate::helpers::{assert_contains, heat_result, TestPipeline};
 use heat_pipeline::stages::StageName;
 
 /// Runs the binary off the runtime's threads (in-process stages keep running).
@@ -376,11 +375,9 @@ async fn audit_reports_dead_letters_whose_resource_has_no_record() {
         ))
         .await;
     let dead = pipeline.topology.dead_queue(StageName::Capture);
-    let deadline = Instant::now() + PATIENCE;
-    while pipeline.ready_count(&dead).await == 0 {
-        assert!(Instant::now() < deadline, "capture never dead-lettered it");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pipeline
+        .wait_any_ready(&dead, "capture never dead-lettered it")
+        .await;
 
     let ran = run_bin(pipeline.command(&["audit", "--format", "json", "--older-than", "0s"])).await;
     assert_eq!(ran.status.code(), Some(1), "{ran:?}");

@@ -345,6 +345,16 @@ impl TestPipeline {
         }
     }
 
+    /// Waits until `queue` holds at least one ready message; `what` says, on a timeout,
+    /// what never arrived.
+    pub async fn wait_any_ready(&self, queue: &str, what: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.ready_count(queue).await == 0 {
+            assert!(Instant::now() < deadline, "{queue}: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Messages ready in a queue (not counting unacked ones).
     pub async fn ready_count(&self, queue: &str) -> u32 {
         let options = QueueDeclareOptions {
