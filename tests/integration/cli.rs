@@ -29,9 +29,11 @@ fn with_env(pipeline: &TestPipeline, args: &[&str], overrides: &[(&str, &str)]) 
     command
 }
 
-/// The one line a failed command wrote: exit 1, `error: ` and nothing else on stderr, said
-/// once, with nothing of a gRPC status or of lapin's wording.
-fn one_error_line(ran: &Ran) -> &str {
+/// Runs `args` with `overrides` and returns the one line the command wrote as it failed:
+/// exit 1, `error: ` and nothing else on stderr, said once, with nothing of a gRPC status or
+/// of lapin's wording.
+async fn error_line(pipeline: &TestPipeline, args: &[&str], overrides: &[(&str, &str)]) -> String {
+    let ran = run_bin(with_env(pipeline, args, overrides)).await;
     assert_eq!(ran.status.code(), Some(1), "{ran:?}");
     let line = ran.stderr.trim_end();
     assert!(!line.contains('\n'), "more than one line:\n{line}");
@@ -46,7 +48,7 @@ fn one_error_line(ran: &Ran) -> &str {
     ] {
         assert!(!line.contains(noise), "{noise:?} in: {line}");
     }
-    line
+    line.to_string()
 }
 
 #[test]
@@ -199,9 +201,8 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
         ("ETCD_TIMEOUT", "2s"),
     ];
     for args in [&["show", "ports/x"][..], &["reconcile", "ports/x"]] {
-        let ran = run_bin(with_env(&pipeline, args, &closed_etcd)).await;
         assert_eq!(
-            one_error_line(&ran),
+            error_line(&pipeline, args, &closed_etcd).await,
             "error: etcd at http://127.0.0.1:1 is not answering (connection refused); check \
              ETCD_ENDPOINTS",
             "{args:?}"
@@ -212,15 +213,14 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
     let broker = pipeline.services.amqp_url.split_once('@').unwrap().1;
     let broker = broker.split_once('/').unwrap().0;
     let broker_as_etcd = format!("http://{broker}");
-    let ran = run_bin(with_env(
+    let line = error_line(
         &pipeline,
         &["show", "ports/x"],
         &[("ETCD_ENDPOINTS", &broker_as_etcd), ("ETCD_TIMEOUT", "2s")],
-    ))
+    )
     .await;
     // Which line depends on who is faster: the broker closing the connection, or the
     // client reading the broker's reply as HTTP/2.
-    let line = one_error_line(&ran);
     let not_etcd = format!(
         "error: {broker_as_etcd} did not answer as etcd (it does not speak HTTP/2 gRPC); check \
          ETCD_ENDPOINTS"
@@ -240,9 +240,8 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
         &["reconcile", "ports/x"],
         &["seal"],
     ] {
-        let ran = run_bin(with_env(&pipeline, args, &closed_broker)).await;
         assert_eq!(
-            one_error_line(&ran),
+            error_line(&pipeline, args, &closed_broker).await,
             "error: RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f is not answering (connection \
              refused); check AMQP_URL",
             "{args:?}"
@@ -252,13 +251,7 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
     // etcd's port as AMQP_URL: it accepts the connection and keeps silent.
     let etcd = pipeline.services.etcd_endpoints[0].trim_start_matches("http://");
     let etcd_as_amqp = format!("amqp://guest:guest@{etcd}/%2f");
-    let ran = run_bin(with_env(
-        &pipeline,
-        &["status"],
-        &[("AMQP_URL", &etcd_as_amqp)],
-    ))
-    .await;
-    let line = one_error_line(&ran);
+    let line = error_line(&pipeline, &["status"], &[("AMQP_URL", &etcd_as_amqp)]).await;
     let expected = format!(
         "error: amqp://guest:****@{etcd}/%2f did not answer as an AMQP broker (no AMQP handshake \
          within 4s: another service, or a paused broker); check AMQP_URL"
@@ -276,14 +269,8 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
         }
     });
     let http_as_amqp = format!("amqp://guest:guest@{http_addr}/%2f");
-    let ran = run_bin(with_env(
-        &pipeline,
-        &["status"],
-        &[("AMQP_URL", &http_as_amqp)],
-    ))
-    .await;
     assert_eq!(
-        one_error_line(&ran),
+        error_line(&pipeline, &["status"], &[("AMQP_URL", &http_as_amqp)]).await,
         format!(
             "error: amqp://guest:****@{http_addr}/%2f did not answer as an AMQP broker (its \
              answer is not an AMQP frame); check AMQP_URL"
@@ -299,8 +286,7 @@ async fn a_service_that_cannot_be_reached_is_one_line_naming_the_setting() {
         &["status"][..],
         &["publish", "examples/heat_result.port.json"],
     ] {
-        let ran = run_bin(with_env(&pipeline, args, &[("AMQP_URL", &wrong)])).await;
-        let line = one_error_line(&ran);
+        let line = error_line(&pipeline, args, &[("AMQP_URL", &wrong)]).await;
         assert!(line.contains("refused the login"), "{args:?}: {line}");
         assert!(
             line.contains("check the user and password of AMQP_URL"),
