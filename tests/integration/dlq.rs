@@ -14,7 +14,7 @@ use heat_pipeline::ops::dlq;
 use heat_pipeline::ops::publish::input_properties;
 use heat_pipeline::stages::StageName;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
+use lapin::options::{BasicGetOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,18 +104,7 @@ async fn take_dead_letter(pipeline: &TestPipeline, stage: StageName) -> Delivery
     let queue = pipeline.topology.dead_queue(stage);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let got = pipeline
-            .channel
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap();
-        if let Some(message) = got {
-            let delivery = message.delivery;
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
+        if let Some(delivery) = pipeline.take(&queue).await.unwrap() {
             return delivery;
         }
         assert!(Instant::now() < deadline, "no dead letter in {queue}");
