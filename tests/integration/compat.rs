@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use heat_pipeline::keys::{Family, Keyspace};
@@ -430,29 +431,37 @@ mod previous {
     }
 }
 
-/// A hand-off to normalize as the previous release read it: decoded and checked as it did,
-/// its outputs' text kept as it came (not encoded again).
-fn previous_normalize(body: &[u8]) -> previous::NormalizeRequest {
-    let request: previous::NormalizeRequest = serde_json::from_slice(body)
+/// A hand-off as the previous release read it: decoded and checked as it did, its outputs'
+/// text kept as it came (not encoded again). `checked` picks what it checked of a `T`: the
+/// job, and the outputs with their form.
+fn previous_read<T: DeserializeOwned>(
+    body: &[u8],
+    checked: fn(
+        &T,
+    ) -> (
+        &previous::Job,
+        &previous::Outputs,
+        Option<previous::OutputsForm>,
+    ),
+) -> T {
+    let request: T = serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("0.1.0 refuses {}: {e}", String::from_utf8_lossy(body)));
-    assert!(previous::job_is_valid(&request.job));
-    assert!(previous::kept_as_is(
-        &request.heat_stack.output,
-        request.outputs_form
-    ));
+    let (job, outputs, form) = checked(&request);
+    assert!(previous::job_is_valid(job));
+    assert!(previous::kept_as_is(outputs, form));
     request
+}
+
+/// A hand-off to normalize as the previous release read it.
+fn previous_normalize(body: &[u8]) -> previous::NormalizeRequest {
+    previous_read(body, |r| (&r.job, &r.heat_stack.output, r.outputs_form))
 }
 
 /// A hand-off to wrap, likewise.
 fn previous_wrap(body: &[u8]) -> previous::WrapRequest {
-    let request: previous::WrapRequest = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("0.1.0 refuses {}: {e}", String::from_utf8_lossy(body)));
-    assert!(previous::job_is_valid(&request.job));
-    assert!(previous::kept_as_is(
-        &request.job_state.heat_outputs,
-        request.outputs_form
-    ));
-    request
+    previous_read(body, |r| {
+        (&r.job, &r.job_state.heat_outputs, r.outputs_form)
+    })
 }
 
 /// The rules of docs/ARCHITECTURE.md that the previous release's decoder does not show by
