@@ -358,30 +358,35 @@ fn put_table(out: &mut Vec<u8>, fields: &[(Vec<u8>, Value)]) {
     put_long(out, &table);
 }
 
-/// The property flags and the properties present, in the protocol's order.
+/// The property flags and the properties present, in the protocol's order: each property
+/// has its flag bit (15 for the first, content-type) and is written only when present.
 fn put_properties(out: &mut Vec<u8>, properties: &Properties) {
+    let short = |value: &Option<Vec<u8>>| value.as_deref().map(|v| encoded(v, put_short));
+    let present = [
+        (15, short(&properties.content_type)),
+        (
+            13,
+            properties.headers.as_deref().map(|h| encoded(h, put_table)),
+        ),
+        (12, properties.delivery_mode.map(|mode| vec![mode])),
+        (7, short(&properties.message_id)),
+        (5, short(&properties.kind)),
+    ];
     let mut flags = 0u16;
     let mut values = Vec::new();
-    if let Some(content_type) = &properties.content_type {
-        flags |= 1 << 15;
-        put_short(&mut values, content_type);
-    }
-    if let Some(headers) = &properties.headers {
-        flags |= 1 << 13;
-        put_table(&mut values, headers);
-    }
-    if let Some(mode) = properties.delivery_mode {
-        flags |= 1 << 12;
-        values.push(mode);
-    }
-    if let Some(id) = &properties.message_id {
-        flags |= 1 << 7;
-        put_short(&mut values, id);
-    }
-    if let Some(kind) = &properties.kind {
-        flags |= 1 << 5;
-        put_short(&mut values, kind);
+    for (bit, value) in present {
+        if let Some(value) = value {
+            flags |= 1 << bit;
+            values.extend(value);
+        }
     }
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&values);
+}
+
+/// `value` as `put` writes it, in bytes of its own.
+fn encoded<T: ?Sized>(value: &T, put: fn(&mut Vec<u8>, &T)) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    put(&mut bytes, value);
+    bytes
 }
