@@ -4,7 +4,7 @@
 //! with `#[path]`. The native services' etcd is `scripts/etcd.sh`'s.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +20,30 @@ pub struct PrivateEtcd {
     peer: String,
     data_dir: PathBuf,
     child: Option<Child>,
+}
+
+/// A client of the etcd just started at `endpoint`, once it answers a read; one that does
+/// not within `patience` fails the test, naming its `log`.
+pub async fn connect_when_up(
+    endpoint: &str,
+    options: Option<etcd_client::ConnectOptions>,
+    patience: Duration,
+    log: &Path,
+) -> etcd_client::Client {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Ok(mut client) = etcd_client::Client::connect([endpoint], options.clone()).await {
+            if client.get("/", None).await.is_ok() {
+                return client;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd at {endpoint} did not come up (log: {})",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn free_port() -> u16 {
@@ -75,21 +99,8 @@ impl PrivateEtcd {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + START_PATIENCE;
-        loop {
-            if let Ok(mut client) = etcd_client::Client::connect([&self.endpoint], None).await {
-                if client.get("/", None).await.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd on {} did not come up (log: {})",
-                self.endpoint,
-                self.data_dir.with_extension("log").display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let log = self.data_dir.with_extension("log");
+        connect_when_up(&self.endpoint, None, START_PATIENCE, &log).await;
     }
 
     /// The server's process id.

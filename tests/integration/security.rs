@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::helpers::faults::connect_when_up;
 use crate::helpers::pki::{Pki, CA, CLIENT_CERT, CLIENT_KEY, SERVER_CERT, SERVER_KEY};
 use crate::helpers::process::{self, command, free_port, run, Process, SHUTDOWN_PATIENCE};
 use crate::helpers::*;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 use heat_pipeline::secrets::{Secret, TlsPem};
 use heat_pipeline::store::{ConnectError, EtcdUser, Store, StoreConfig};
 
@@ -86,21 +87,8 @@ impl SecureEtcd {
         let options = ConnectOptions::new()
             .with_tls(etcd_tls_options(&self.pki))
             .with_timeout(Duration::from_secs(2));
-        let deadline = Instant::now() + PATIENCE;
-        let mut client = loop {
-            if let Ok(mut client) = Client::connect([&self.endpoint], Some(options.clone())).await {
-                if client.get("/", None).await.is_ok() {
-                    break client;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd with TLS at {} did not come up; see {}",
-                self.endpoint,
-                self.dir.join("etcd.log").display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let log = self.dir.join("etcd.log");
+        let mut client = connect_when_up(&self.endpoint, Some(options), PATIENCE, &log).await;
         client.user_add("root", ROOT_PASSWORD, None).await.unwrap();
         client.user_grant_role("root", "root").await.unwrap();
         client.auth_enable().await.unwrap();

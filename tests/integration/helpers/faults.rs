@@ -16,7 +16,7 @@ use super::{heat_result, Services, TestPipeline, PATIENCE};
 
 #[path = "../../common/private_etcd.rs"]
 mod private_etcd;
-pub use private_etcd::PrivateEtcd;
+pub use private_etcd::{connect_when_up, PrivateEtcd};
 
 impl PrivateEtcd {
     /// Services with this etcd in place of the shared one.
