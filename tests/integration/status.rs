@@ -39,12 +39,12 @@ fn row(text: &str, stage: &str) -> Vec<String> {
 #[tokio::test]
 async fn status_counts_ready_messages_dead_letters_and_consumers() {
     let mut pipeline = TestPipeline::new("status").await;
-    pipeline
-        .publish(&heat_result("create", "s-1", 1, "CREATE_COMPLETE", ""))
-        .await;
-    pipeline
-        .publish(&heat_result("create", "s-2", 1, "CREATE_COMPLETE", ""))
-        .await;
+    // Two results, left waiting in capture's queue (no stage runs).
+    for id in ["s-1", "s-2"] {
+        pipeline
+            .publish(&heat_result("create", id, 1, "CREATE_COMPLETE", ""))
+            .await;
+    }
     // Dead-lettered as the runner does it: to the dead exchange, routing key = stage name.
     amqp::publish_confirmed(
         &pipeline.channel,
