@@ -6,6 +6,15 @@ use crate::helpers::*;
 use etcd_client::{EventType, WatchOptions};
 use heat_pipeline::stages::StageName;
 
+/// Publishes a marker result and waits for its `/state`: on a pipeline spawned with one
+/// delivery at a time, every result published before it has then been through every stage.
+async fn drain(pipeline: &TestPipeline) {
+    pipeline
+        .publish(&heat_result("create", "marker", 1, "CREATE_COMPLETE", ""))
+        .await;
+    pipeline.wait_for_state("marker", 1).await;
+}
+
 #[tokio::test]
 async fn seed_create_writes_the_three_records_byte_for_byte() {
     let pipeline = TestPipeline::spawn("seed", 4).await;
@@ -133,19 +142,13 @@ async fn in_progress_is_recorded_but_writes_no_state() {
             "Stack CREATE started",
         ))
         .await;
-    pipeline
-        .publish(&heat_result("create", "marker", 1, "CREATE_COMPLETE", ""))
-        .await;
-    pipeline.wait_for_state("marker", 1).await;
+    drain(&pipeline).await;
 
     assert_eq!(
         pipeline.get(&pipeline.keys.state("ports", "p-1")).await,
         None
     );
-    let job_state = pipeline
-        .get(&pipeline.keys.job_state("ports", "p-1"))
-        .await
-        .unwrap();
+    let job_state = pipeline.job_state("p-1").await.unwrap();
     assert!(String::from_utf8(job_state)
         .unwrap()
         .contains("\"orchestration_state\": \"CREATE_IN_PROGRESS\""));
@@ -156,10 +159,7 @@ async fn in_progress_is_recorded_but_writes_no_state() {
         .await;
     let state = pipeline.wait_for_state("p-1", 1).await;
     assert_eq!(state["state"]["worker_state"], "CREATE_COMPLETED");
-    assert_eq!(
-        pipeline.get(&pipeline.keys.job_state("ports", "p-1")).await,
-        None
-    );
+    assert_eq!(pipeline.job_state("p-1").await, None);
     pipeline.stop().await;
 }
 
@@ -181,18 +181,12 @@ async fn a_stale_version_never_replaces_a_newer_one() {
     pipeline
         .publish(&heat_result("create", "s-1", 1, "CREATE_COMPLETE", "first"))
         .await;
-    pipeline
-        .publish(&heat_result("create", "marker", 1, "CREATE_COMPLETE", ""))
-        .await;
-    pipeline.wait_for_state("marker", 1).await;
+    drain(&pipeline).await;
 
     let state = pipeline.wait_for_state("s-1", 2).await;
     assert_eq!(state["version"], 2);
     assert_eq!(pipeline.heat_stack("s-1").await.unwrap(), stack_before);
-    assert_eq!(
-        pipeline.get(&pipeline.keys.job_state("ports", "s-1")).await,
-        None
-    );
+    assert_eq!(pipeline.job_state("s-1").await, None);
     pipeline.stop().await;
 }
 
@@ -211,10 +205,7 @@ async fn a_duplicate_changes_nothing() {
     }
 
     pipeline.publish(SEED_INPUT).await;
-    pipeline
-        .publish(&heat_result("create", "marker", 1, "CREATE_COMPLETE", ""))
-        .await;
-    pipeline.wait_for_state("marker", 1).await;
+    drain(&pipeline).await;
 
     for (key, revision) in keys.iter().zip(revisions) {
         assert_eq!(
@@ -224,12 +215,7 @@ async fn a_duplicate_changes_nothing() {
         );
     }
     assert_eq!(pipeline.get(&keys[1]).await.unwrap(), SEED_STATE);
-    assert_eq!(
-        pipeline
-            .get(&pipeline.keys.job_state("ports", SEED_ID))
-            .await,
-        None
-    );
+    assert_eq!(pipeline.job_state(SEED_ID).await, None);
     pipeline.stop().await;
 }
 

@@ -239,6 +239,11 @@ impl TestPipeline {
         self.get(&self.keys.heat_stack("ports", id)).await
     }
 
+    /// The job_state record of `id` in `ports` (`None` once wrap has taken it).
+    pub async fn job_state(&self, id: &str) -> Option<Vec<u8>> {
+        self.get(&self.keys.job_state("ports", id)).await
+    }
+
     pub async fn mod_revision(&self, key: &str) -> Option<i64> {
         let response = self.etcd.kv_client().get(key, None).await.unwrap();
         response.kvs().first().map(|kv| kv.mod_revision())
