@@ -16,6 +16,7 @@
 //! bytes, `.` or `..`, or with control or bidi characters. Bytes lapin cannot write go out
 //! through [`raw_amqp`].
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::helpers::faults::{Sent, Tally};
@@ -57,6 +58,33 @@ struct Run {
     pipeline: TestPipeline,
     sent: Sent,
     poison_confirmed: Instant,
+}
+
+/// A test's name (its pipeline's, and the start of its log lines) and when it started.
+struct Test<'a> {
+    name: &'a str,
+    started: Instant,
+}
+
+impl<'a> Test<'a> {
+    fn start(name: &'a str) -> Test<'a> {
+        Test {
+            name,
+            started: Instant::now(),
+        }
+    }
+
+    /// Says how long the test took in all, and stops its pipeline.
+    async fn finish(&self, run: Run) {
+        eprintln!("{self}: {:?} in all", self.started.elapsed());
+        run.pipeline.stop().await;
+    }
+}
+
+impl fmt::Display for Test<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 /// A valid create of `id` at version 1: the Heat result [`Tally`] checks.
@@ -327,8 +355,8 @@ async fn one_poison(
     class: &str,
     inbound: &[&str],
 ) -> Delivery {
-    let started = Instant::now();
-    let pipeline = TestPipeline::new(test).await;
+    let test = Test::start(test);
+    let pipeline = TestPipeline::new(test.name).await;
     let run = around(pipeline, input_properties(), &[(body.clone(), via)]).await;
     let (run, letter) = take_dead_letter(run).await;
     let dead_after = run.poison_confirmed.elapsed();
@@ -343,8 +371,7 @@ async fn one_poison(
     assert_dead_letter(&letter, &body, class, inbound);
     assert_valid_all_land(&run).await;
     assert_not_written(&run.pipeline, POISON_ID).await;
-    eprintln!("{test}: {:?} in all", started.elapsed());
-    run.pipeline.stop().await;
+    test.finish(run).await;
     letter
 }
 
@@ -572,9 +599,8 @@ async fn a_reason_that_would_echo_a_20_kb_action_is_capped() {
 /// there.
 #[tokio::test]
 async fn forged_failure_headers_are_replaced_and_never_handed_off() {
-    let started = Instant::now();
-    let test = "poison-forged";
-    let pipeline = TestPipeline::new(test).await;
+    let test = Test::start("poison-forged");
+    let pipeline = TestPipeline::new(test.name).await;
     let queue = format!("{}.observed-handoffs", pipeline.name);
     let exclusive = QueueDeclareOptions {
         exclusive: true,
@@ -664,8 +690,7 @@ async fn forged_failure_headers_are_replaced_and_never_handed_off() {
         .channel
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
-    eprintln!("{test}: {:?} in all", started.elapsed());
-    run.pipeline.stop().await;
+    test.finish(run).await;
 }
 
 // --- Key segments --------------------------------------------------------------------------
@@ -673,10 +698,9 @@ async fn forged_failure_headers_are_replaced_and_never_handed_off() {
 /// (c) A 1.2 MB resource_id is refused at once: dead-lettered within seconds, never retried.
 #[tokio::test]
 async fn a_1_2_mb_resource_id_is_dead_lettered_at_once() {
-    let test = "poison-1mb";
-    let started = Instant::now();
+    let test = Test::start("poison-1mb");
     let body = valid(&"i".repeat(1_200_000));
-    let pipeline = TestPipeline::new(test).await;
+    let pipeline = TestPipeline::new(test.name).await;
     let run = around(
         pipeline,
         input_properties(),
@@ -698,16 +722,14 @@ async fn a_1_2_mb_resource_id_is_dead_lettered_at_once() {
         "dead-lettered after {took:?}"
     );
     assert_valid_all_land(&run).await;
-    eprintln!("{test}: {:?} in all", started.elapsed());
-    run.pipeline.stop().await;
+    test.finish(run).await;
 }
 
 /// (c) Key segments that would make a wrong or misleading key: each refused at once, alone;
 /// a 255-byte resource_id is still valid.
 #[tokio::test]
 async fn bad_key_segments_are_dead_lettered_at_once() {
-    let test = "poison-segments";
-    let started = Instant::now();
+    let test = Test::start("poison-segments");
     let long = "s".repeat(256);
     let poisons: Vec<(&str, Vec<u8>)> = vec![
         ("resource_id .", valid(".")),
@@ -737,7 +759,7 @@ async fn bad_key_segments_are_dead_lettered_at_once() {
         .iter()
         .map(|(_, body)| (body.clone(), Via::Lapin(input_properties())))
         .collect();
-    let pipeline = TestPipeline::new(test).await;
+    let pipeline = TestPipeline::new(test.name).await;
     let mut run = around(pipeline, input_properties(), &list).await;
     let longest_valid = "v".repeat(255);
     publish_valid(&run.pipeline, &valid(&longest_valid), &input_properties()).await;
@@ -769,6 +791,5 @@ async fn bad_key_segments_are_dead_lettered_at_once() {
         assert_dead_letter(letter, body, "invalid_message", &[]);
     }
     assert_valid_all_land(&run).await;
-    eprintln!("{test}: {:?} in all", started.elapsed());
-    run.pipeline.stop().await;
+    test.finish(run).await;
 }
