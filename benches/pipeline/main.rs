@@ -16,12 +16,15 @@ mod amqp_counts;
 mod etcd;
 mod floor;
 mod metrics;
+mod plot;
 #[path = "../../tests/common/private_etcd.rs"]
 #[allow(dead_code)]
 mod private_etcd;
 mod processes;
 mod publish;
 mod rounds;
+mod series;
+mod soak;
 mod watcher;
 mod workload;
 
@@ -94,6 +97,19 @@ struct Args {
     /// of AMQP frames, methods and bytes and of etcd's transactions, operations and bytes.
     #[arg(long)]
     counts: bool,
+    /// Instead of the usual phases: `--soak-messages` creates through the pipeline with a
+    /// bounded backlog, a row of drain rate and RSS per tenth, and a plot (`soak.rs`).
+    #[arg(long)]
+    soak: bool,
+    /// Messages of `--soak`.
+    #[arg(long, default_value_t = 1_000_000)]
+    soak_messages: usize,
+    /// `--soak`'s backlog: at most this many published and not yet in /state.
+    #[arg(long, default_value_t = 30_000)]
+    soak_backlog: usize,
+    /// `--soak` stops after this long, whatever it has done, and prints what it has.
+    #[arg(long, default_value_t = 40)]
+    soak_minutes: u64,
     /// Run as the I/O floor process (started by `--floor` and `--counts`).
     #[arg(long, hide = true)]
     floor_worker: bool,
@@ -203,10 +219,16 @@ async fn main() {
         None => args.etcd_pids.clone(),
     };
 
-    if args.floor || args.counts {
+    if args.floor || args.counts || args.soak {
         println!(
-            "heat-pipeline benchmark, floor: {} messages per drain, concurrency {}, {} etcd",
-            args.messages,
+            "heat-pipeline benchmark, {}: {} messages, {}, concurrency {}, {} etcd",
+            if args.soak { "soak" } else { "floor" },
+            if args.soak {
+                args.soak_messages
+            } else {
+                args.messages
+            },
+            layout(&args),
             concurrency(&args),
             if args.shared_etcd {
                 "the shared"
@@ -217,7 +239,7 @@ async fn main() {
         if private_etcd.is_some() {
             etcd::compact(&etcd).await;
         }
-        rounds::Rig {
+        let rig = rounds::Rig {
             args: &args,
             channel: &channel,
             etcd: &etcd,
@@ -227,9 +249,13 @@ async fn main() {
             broker_pids: &broker_pids,
             etcd_pids: &etcd_pids,
             private_etcd: private_etcd.is_some(),
+            origin: Instant::now(),
+        };
+        if args.soak {
+            soak::run(&rig).await;
+        } else {
+            rig.run().await;
         }
-        .run()
-        .await;
         topology.delete(&channel).await;
         return;
     }

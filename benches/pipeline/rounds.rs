@@ -3,10 +3,15 @@
 //! broker, so the machine's load hits both alike. Per round and as medians: drain rate,
 //! pipeline ÷ floor, CPU per message of each process, RabbitMQ and etcd, and etcd's own
 //! counts per message. `--counts` adds one round of each through a counting AMQP proxy
-//! (`amqp_counts.rs`) and prints what each sends per message, side by side.
+//! (`amqp_counts.rs`) and prints what each sends per message, side by side. Each drain is
+//! sampled every second (`series.rs`) and `target/bench/floor.svg` shows the rounds one after
+//! the other on one time axis, floor and pipeline in their own colours (`plot.rs`).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use super::plot;
+use super::series::{sample_while, Sample, Sampler};
 
 use etcd_client::{Client, DeleteOptions};
 use heat_pipeline::amqp::Topology;
@@ -30,6 +35,8 @@ pub struct Rig<'a> {
     pub broker_pids: &'a [u32],
     pub etcd_pids: &'a [u32],
     pub private_etcd: bool,
+    /// The bench's start: the plots' time axis.
+    pub origin: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +63,8 @@ struct Drain {
     etcd: EtcdCounts,
     amqp: Option<AmqpCounts>,
     incomplete: bool,
+    /// One per second of the drain.
+    samples: Vec<Sample>,
 }
 
 /// etcd's own counters (its /metrics), as a difference over a drain.
@@ -109,7 +118,7 @@ impl EtcdCounts {
 }
 
 /// The machine's load averages (1, 5, 15 min), as `uptime` prints them.
-fn load() -> String {
+pub fn load() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     text.split_whitespace()
         .take(3)
@@ -173,6 +182,7 @@ impl Rig<'_> {
                 rows.push((floor, pipeline));
             }
             print_medians(&rows, n);
+            plot_rounds(&rows, n);
         }
         if self.args.counts {
             println!();
@@ -217,7 +227,9 @@ impl Rig<'_> {
             Kind::Floor => spawn_floor(self.args, &env),
             Kind::Pipeline => spawn_pipeline(self.args, &env).pop().expect("one process"),
         };
-        let writes = watcher.wait_for(&tag, messages.len(), STALL).await;
+        let sampler = Sampler::new(self.origin, 0, vec![process.child.id()]);
+        let wait = watcher.wait_for(&tag, messages.len(), STALL);
+        let (writes, samples) = sample_while(&watcher, sampler, wait).await;
         let elapsed = writes
             .last
             .map_or(f64::NAN, |last| (last - at).as_secs_f64());
@@ -234,6 +246,7 @@ impl Rig<'_> {
             etcd: EtcdCounts::scrape(self.etcd_endpoint).since(etcd_before),
             amqp: proxy.as_ref().map(|p| p.counts()),
             incomplete: !writes.complete,
+            samples,
         };
         if drain.incomplete {
             println!(
@@ -261,6 +274,36 @@ impl Rig<'_> {
             etcd::compact(self.etcd).await;
         }
         drain
+    }
+}
+
+/// `target/bench/floor.svg`: every round's drains on one time axis.
+fn plot_rounds(rows: &[(Drain, Drain)], n: usize) {
+    const SVG: &str = "target/bench/floor.svg";
+    let lines: Vec<plot::Line> = rows
+        .iter()
+        .flat_map(|(floor, pipeline)| {
+            [
+                plot::Line {
+                    label: "floor",
+                    color: plot::FLOOR,
+                    samples: &floor.samples,
+                },
+                plot::Line {
+                    label: "pipeline",
+                    color: plot::PIPELINE,
+                    samples: &pipeline.samples,
+                },
+            ]
+        })
+        .collect();
+    let title = format!(
+        "I/O floor and pipeline, {} alternating rounds of {n} preloaded creates",
+        rows.len()
+    );
+    match plot::write(SVG, &title, plot::Axis::Seconds, &lines) {
+        Ok(()) => println!("  plot: {SVG}"),
+        Err(e) => println!("  warning: no plot: {e}"),
     }
 }
 

@@ -42,6 +42,18 @@ enum Query {
     },
     Reset,
     Percentiles(oneshot::Sender<(f64, f64, f64, usize)>),
+    Progress(oneshot::Sender<Progress>),
+    Forget(String),
+}
+
+/// What the watcher saw since the last [`StateWatcher::progress`]: the per-second samples
+/// of the plots and the soak's rows.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Distinct (id, version) written so far, over every tag (forgotten ones included).
+    pub written: usize,
+    /// The latencies (ms) of the writes since the last call.
+    pub latencies: Vec<f64>,
 }
 
 struct Waiter {
@@ -68,6 +80,8 @@ impl StateWatcher {
             let mut by_tag: HashMap<String, Writes> = HashMap::new();
             let mut latencies: Vec<f64> = Vec::new();
             let mut waiting: Vec<Waiter> = Vec::new();
+            let mut total = 0;
+            let mut window: Vec<f64> = Vec::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
@@ -91,8 +105,10 @@ impl StateWatcher {
                             }
                             writes.written += 1;
                             writes.failed += usize::from(failed);
+                            total += 1;
                             if let Some(at) = times.lock().unwrap().remove(&(id, version)) {
                                 latencies.push(now - at);
+                                window.push(now - at);
                             }
                         }
                     }
@@ -107,6 +123,15 @@ impl StateWatcher {
                                 latencies.get(i).copied().unwrap_or(f64::NAN)
                             };
                             let _ = reply.send((at(0.5), at(0.99), at(1.0), latencies.len()));
+                        }
+                        Some(Query::Progress(reply)) => {
+                            let _ = reply.send(Progress { written: total, latencies: std::mem::take(&mut window) });
+                        }
+                        // A million-message soak would otherwise keep every id it saw.
+                        Some(Query::Forget(tag)) => {
+                            let start = format!("{tag}-");
+                            puts.retain(|(id, _), _| !id.starts_with(&start));
+                            by_tag.remove(&tag);
                         }
                     },
                     _ = tick.tick() => {}
@@ -145,6 +170,19 @@ impl StateWatcher {
         };
         self.queries.send(query).unwrap();
         rx.await.unwrap()
+    }
+
+    /// Writes so far and the latencies since the last call.
+    pub async fn progress(&self) -> Progress {
+        let (tx, rx) = oneshot::channel();
+        self.queries.send(Query::Progress(tx)).unwrap();
+        rx.await.unwrap()
+    }
+
+    /// Drops what the watcher keeps of the phase `tag` (its ids and counts; the total
+    /// stays), once its writes are all in.
+    pub fn forget(&self, tag: &str) {
+        self.queries.send(Query::Forget(tag.to_string())).unwrap();
     }
 
     pub fn reset_latencies(&self) {
