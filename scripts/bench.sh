@@ -13,8 +13,12 @@
 #   scripts/bench.sh --processes 2                # two processes per stage
 #   scripts/bench.sh --rate 500 --seconds 20      # the latency phase
 #   scripts/bench.sh --floor [--rounds 3] [--counts]  # the I/O floor and the pipeline in
-#                                                 # alternating rounds (benches/pipeline/floor.rs);
+#                                                 # alternating rounds (benches/pipeline/floor.rs),
+#                                                 # plotted in target/bench/floor.svg;
 #                                                 # --counts: AMQP and etcd work per message of each
+#   scripts/bench.sh --soak [--soak-messages 1000000] [--soak-minutes 40]  # a million
+#                                                 # creates with a bounded backlog: RSS and
+#                                                 # drain rate per tenth, target/bench/soak.svg
 #   scripts/bench.sh --cluster [ARGS]             # the same ARGS on one node, then on the
 #                                                 # local clusters (scripts/cluster.sh:
 #                                                 # 3 RabbitMQ nodes, 3 etcd members)
