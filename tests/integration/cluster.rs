@@ -6,6 +6,7 @@
 //! reported to `scripts/chaos.sh --cluster`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -191,6 +192,36 @@ enum Fault {
     BounceBusiestRabbit(Duration),
 }
 
+impl Fault {
+    /// The name of its test's pipeline (the prefix of its queues and keys).
+    fn test_name(&self) -> &'static str {
+        match self {
+            Fault::KillBusiestRabbit => "cluster-kill-busiest",
+            Fault::KillQueueLeader => "cluster-kill-leader",
+            Fault::KillEtcdLeader => "cluster-kill-etcd",
+            Fault::PauseBusiestRabbit(_) => "cluster-pause",
+            Fault::BounceBusiestRabbit(_) => "cluster-bounce",
+        }
+    }
+}
+
+/// The fault in words, as its test's report names it.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::KillBusiestRabbit => f.write_str("cluster: kill -9 the busiest RabbitMQ node"),
+            Fault::KillQueueLeader => f.write_str("cluster: kill -9 the stage queues' leader"),
+            Fault::KillEtcdLeader => f.write_str("cluster: kill -9 the etcd leader"),
+            Fault::PauseBusiestRabbit(pause) => {
+                write!(f, "cluster: SIGSTOP a RabbitMQ node {} s", pause.as_secs())
+            }
+            Fault::BounceBusiestRabbit(_) => {
+                f.write_str("cluster: kill a RabbitMQ node, start it again")
+            }
+        }
+    }
+}
+
 impl Run {
     async fn inject(&self, fault: &Fault) {
         match fault {
@@ -219,58 +250,34 @@ impl Run {
     }
 }
 
-async fn cluster_test(test: &str, name: &str, fault: Fault) {
+/// Streams results through a fresh cluster while `fault` strikes, and checks nothing is lost.
+async fn cluster_test(fault: Fault) {
     let _serial = SERIAL.lock().await;
-    let run = Run::start(test).await;
-    run.stream_with_fault(name, fault).await;
+    let run = Run::start(fault.test_name()).await;
+    run.stream_with_fault(&fault.to_string(), fault).await;
 }
 
 #[tokio::test]
 async fn losing_the_busiest_rabbitmq_node_loses_nothing() {
-    cluster_test(
-        "cluster-kill-busiest",
-        "cluster: kill -9 the busiest RabbitMQ node",
-        Fault::KillBusiestRabbit,
-    )
-    .await;
+    cluster_test(Fault::KillBusiestRabbit).await;
 }
 
 #[tokio::test]
 async fn losing_the_node_that_leads_the_stage_queues_loses_nothing() {
-    cluster_test(
-        "cluster-kill-leader",
-        "cluster: kill -9 the stage queues' leader",
-        Fault::KillQueueLeader,
-    )
-    .await;
+    cluster_test(Fault::KillQueueLeader).await;
 }
 
 #[tokio::test]
 async fn losing_the_etcd_leader_loses_nothing() {
-    cluster_test(
-        "cluster-kill-etcd",
-        "cluster: kill -9 the etcd leader",
-        Fault::KillEtcdLeader,
-    )
-    .await;
+    cluster_test(Fault::KillEtcdLeader).await;
 }
 
 #[tokio::test]
 async fn a_rabbitmq_node_paused_for_20_s_loses_nothing() {
-    cluster_test(
-        "cluster-pause",
-        "cluster: SIGSTOP a RabbitMQ node 20 s",
-        Fault::PauseBusiestRabbit(Duration::from_secs(20)),
-    )
-    .await;
+    cluster_test(Fault::PauseBusiestRabbit(Duration::from_secs(20))).await;
 }
 
 #[tokio::test]
 async fn a_rabbitmq_node_killed_and_back_mid_stream_loses_nothing() {
-    cluster_test(
-        "cluster-bounce",
-        "cluster: kill a RabbitMQ node, start it again",
-        Fault::BounceBusiestRabbit(Duration::from_secs(5)),
-    )
-    .await;
+    cluster_test(Fault::BounceBusiestRabbit(Duration::from_secs(5))).await;
 }
