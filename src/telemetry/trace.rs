@@ -40,7 +40,7 @@ impl TraceParent {
     /// A new trace, sampled.
     pub fn start() -> TraceParent {
         TraceParent {
-            trace_id: uuid::Uuid::new_v4().simple().to_string(),
+            trace_id: format!("{:032x}", fastrand::u128(1..)),
             parent_id: new_span_id(),
             flags: "01".into(),
         }
@@ -60,10 +60,11 @@ impl TraceParent {
     }
 }
 
+/// A random, non-zero id (the spec forbids all zeros). Ids need to be unique, not secret,
+/// so they come from a per-thread generator seeded once: a v4 UUID asks the kernel
+/// (`getrandom`) each time, and a result crosses three of these per hop.
 fn new_span_id() -> String {
-    let mut id = uuid::Uuid::new_v4().simple().to_string();
-    id.truncate(16);
-    id
+    format!("{:016x}", fastrand::u64(1..))
 }
 
 #[cfg(test)]
@@ -93,5 +94,17 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.parent_id, root.parent_id);
+    }
+
+    #[test]
+    fn new_ids_are_valid_and_distinct() {
+        let traces: std::collections::BTreeSet<String> = (0..1000)
+            .map(|_| {
+                let trace = TraceParent::start();
+                assert_eq!(TraceParent::parse(&trace.header()), Some(trace.clone()));
+                trace.trace_id
+            })
+            .collect();
+        assert_eq!(traces.len(), 1000);
     }
 }
