@@ -10,7 +10,7 @@ use lapin::options::QueuePurgeOptions;
 use serde_json::Value;
 
 use crate::helpers::process::{run, Ran};
-use crate::helpers::{assert_contains, heat_result, TestPipeline, PATIENCE, SEED_ID, SEED_INPUT};
+use crate::helpers::{assert_contains, heat_result, TestPipeline, PATIENCE, SEED_ID};
 use heat_pipeline::stages::StageName;
 
 /// Runs the binary off the runtime's threads (the in-process stages keep running).
@@ -80,8 +80,7 @@ async fn audit_explains_each_problem_and_reconcile_repairs_what_can_be_repaired(
     assert_eq!((code, findings.len()), (Some(0), 0), "{findings:?}");
 
     // A healthy resource.
-    pipeline.publish(SEED_INPUT).await;
-    pipeline.wait_for_state(SEED_ID, 1).await;
+    pipeline.publish_seed().await;
 
     // A wrap result too large for etcd: /state carries the outputs as a JSON string, so
     // quotes cost four bytes there and two in job_state; job_state fits, /state does not.

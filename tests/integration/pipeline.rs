@@ -51,8 +51,7 @@ async fn seed_create_writes_the_three_records_byte_for_byte() {
 #[tokio::test]
 async fn modify_to_version_2_replaces_the_state() {
     let pipeline = TestPipeline::spawn("modify", 4).await;
-    pipeline.publish(SEED_INPUT).await;
-    pipeline.wait_for_state(SEED_ID, 1).await;
+    pipeline.publish_seed().await;
 
     let modify = seed_with(&[
         ("\"create\"", "\"modify\""),
@@ -193,8 +192,7 @@ async fn a_stale_version_never_replaces_a_newer_one() {
 #[tokio::test]
 async fn a_duplicate_changes_nothing() {
     let pipeline = TestPipeline::spawn("duplicate", 1).await;
-    pipeline.publish(SEED_INPUT).await;
-    pipeline.wait_for_state(SEED_ID, 1).await;
+    pipeline.publish_seed().await;
     let keys = [
         pipeline.keys.heat_stack("ports", SEED_ID),
         pipeline.keys.state("ports", SEED_ID),
@@ -339,8 +337,7 @@ async fn hostile_input_is_dead_lettered_with_a_reason_and_never_crashes_a_stage(
     for (_, body, _) in &hostile {
         pipeline.publish(body).await;
     }
-    pipeline.publish(SEED_INPUT).await;
-    pipeline.wait_for_state(SEED_ID, 1).await;
+    pipeline.publish_seed().await;
 
     let letters = pipeline
         .take_dead_letters(StageName::Capture, hostile.len())

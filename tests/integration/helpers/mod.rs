@@ -263,6 +263,12 @@ impl TestPipeline {
         }
     }
 
+    /// Publishes the seed and waits until its /state is written.
+    pub async fn publish_seed(&self) {
+        self.publish(SEED_INPUT).await;
+        self.wait_for_state(SEED_ID, 1).await;
+    }
+
     /// Waits for the seed's /state and checks it and its heat_stacks record byte for byte.
     pub async fn assert_seed_records(&self) {
         let state = self
