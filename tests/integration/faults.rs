@@ -25,72 +25,105 @@ async fn private(broker: &PrivateRabbit) -> Services {
     }
 }
 
-async fn publish_all(pipeline: &TestPipeline, bodies: &[Vec<u8>]) {
-    for body in bodies {
-        pipeline.publish(body).await;
-    }
+/// How long a stream may take to settle once a fault is over.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(180);
+
+/// A pipeline on an etcd of its own, each etcd request bounded by `etcd_timeout`, with
+/// `concurrency` deliveries at a time per stage.
+async fn on_private_etcd(
+    test: &str,
+    etcd_timeout: Duration,
+    concurrency: u16,
+) -> (PrivateEtcd, TestPipeline) {
+    let etcd = PrivateEtcd::start().await;
+    let mut pipeline = TestPipeline::with_services(test, etcd.services(&services().await)).await;
+    pipeline.etcd_timeout = etcd_timeout;
+    pipeline.start_stages(concurrency).await;
+    (etcd, pipeline)
 }
 
-/// Waits until at least `count` resources have a /state: the stream is flowing.
-async fn wait_for_progress(pipeline: &TestPipeline, sent: &Sent, count: usize) -> usize {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let tally = pipeline.tally_records(sent).await;
-        if tally.present >= count {
-            return tally.present;
+/// The stream a fault strikes: a [`workload`], all published.
+struct Load {
+    sent: Sent,
+    messages: usize,
+}
+
+impl Load {
+    /// Publishes a [`workload`] and waits until at least `progress` of its resources have
+    /// a /state: the stream is flowing.
+    async fn flowing(
+        pipeline: &TestPipeline,
+        (sent, bodies): (Sent, Vec<Vec<u8>>),
+        progress: usize,
+    ) -> Load {
+        for body in &bodies {
+            pipeline.publish(body).await;
         }
-        assert!(Instant::now() < deadline, "the pipeline made no progress");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = Instant::now() + PATIENCE;
+        while pipeline.tally_records(&sent).await.present < progress {
+            assert!(Instant::now() < deadline, "the pipeline made no progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Load {
+            sent,
+            messages: bodies.len(),
+        }
     }
-}
 
-fn assert_nothing_lost(fault: &str, sent: &Sent, messages: usize, tally: &Tally) {
-    report(fault, messages, sent.len(), tally);
-    eprintln!("{fault}: {messages} messages, {tally:?}");
-    assert_eq!(
-        tally.correct,
-        sent.len(),
-        "{fault}: every resource ends at its highest version"
-    );
-    assert_eq!(tally.lost, 0);
-    assert_eq!(
-        tally.dead_lettered, 0,
-        "{fault}: a transient fault never dead-letters"
-    );
-    assert_eq!(
-        tally.duplicated, 0,
-        "{fault}: no /state was written twice for one version"
-    );
-    assert_eq!(
-        tally.leftover_job_state, 0,
-        "{fault}: every finished job's job_state is gone"
-    );
+    /// Waits up to `patience` for the stream to settle, checks that `fault` lost nothing
+    /// of it, and stops the pipeline.
+    async fn settled(&self, pipeline: TestPipeline, fault: &str, patience: Duration) {
+        let tally = pipeline.settle(&self.sent, patience).await;
+        self.assert_nothing_lost(fault, &tally);
+        pipeline.stop().await;
+    }
+
+    fn assert_nothing_lost(&self, fault: &str, tally: &Tally) {
+        let (sent, messages) = (&self.sent, self.messages);
+        report(fault, messages, sent.len(), tally);
+        eprintln!("{fault}: {messages} messages, {tally:?}");
+        assert_eq!(
+            tally.correct,
+            sent.len(),
+            "{fault}: every resource ends at its highest version"
+        );
+        assert_eq!(tally.lost, 0);
+        assert_eq!(
+            tally.dead_lettered, 0,
+            "{fault}: a transient fault never dead-letters"
+        );
+        assert_eq!(
+            tally.duplicated, 0,
+            "{fault}: no /state was written twice for one version"
+        );
+        assert_eq!(
+            tally.leftover_job_state, 0,
+            "{fault}: every finished job's job_state is gone"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_broker_restart_mid_stream_loses_nothing() {
     let _serial = SERIAL.lock().await;
+    let fault = "RabbitMQ restart mid-stream";
     // One message at a time per stage, so that the broker goes down mid-stream.
     let broker = PrivateRabbit::start().await;
     let mut pipeline = TestPipeline::with_services("broker-restart", private(&broker).await).await;
     pipeline.start_stages(1).await;
-    let (sent, bodies) = workload("b", 2000, 1);
-    publish_all(&pipeline, &bodies).await;
-    wait_for_progress(&pipeline, &sent, 10).await;
+    let load = Load::flowing(&pipeline, workload("b", 2000, 1), 10).await;
 
     broker.stop_app().await;
-    let done = pipeline.tally_records(&sent).await.present;
+    let done = pipeline.tally_records(&load.sent).await.present;
     eprintln!(
         "broker stopped with {done} of {} resources done",
-        sent.len()
+        load.sent.len()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.start_app().await;
     pipeline.reconnect().await;
 
-    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
-    assert_nothing_lost("RabbitMQ restart mid-stream", &sent, bodies.len(), &tally);
-    pipeline.stop().await;
+    load.settled(pipeline, fault, SETTLE_PATIENCE).await;
 }
 
 /// A broker restart while every stage is idle: no ack or publish fails to tell a stage
@@ -123,14 +156,9 @@ async fn idle_stages_come_back_after_a_broker_restart() {
 #[tokio::test]
 async fn an_etcd_outage_pauses_the_stages_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let mut etcd = PrivateEtcd::start().await;
-    let mut pipeline =
-        TestPipeline::with_services("etcd-outage", etcd.services(&services().await)).await;
-    pipeline.etcd_timeout = Duration::from_secs(1);
-    pipeline.start_stages(16).await;
-    let (sent, bodies) = workload("e", 2000, 1);
-    publish_all(&pipeline, &bodies).await;
-    wait_for_progress(&pipeline, &sent, 50).await;
+    let fault = "etcd stopped for 10 s";
+    let (mut etcd, pipeline) = on_private_etcd("etcd-outage", Duration::from_secs(1), 16).await;
+    let load = Load::flowing(&pipeline, workload("e", 2000, 1), 50).await;
 
     etcd.stop();
     let capture_queue = pipeline.topology.queue(StageName::Capture);
@@ -154,35 +182,22 @@ async fn an_etcd_outage_pauses_the_stages_and_loses_nothing() {
     );
     assert_eq!(dead_during_outage, 0);
 
-    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
-    assert_nothing_lost("etcd stopped for 10 s", &sent, bodies.len(), &tally);
-    pipeline.stop().await;
+    load.settled(pipeline, fault, SETTLE_PATIENCE).await;
 }
 
 #[tokio::test]
 async fn a_frozen_etcd_times_out_as_a_transient_error() {
     let _serial = SERIAL.lock().await;
-    let etcd = PrivateEtcd::start().await;
-    let mut pipeline =
-        TestPipeline::with_services("etcd-slow", etcd.services(&services().await)).await;
-    pipeline.etcd_timeout = Duration::from_millis(500);
-    pipeline.start_stages(8).await;
-    let (sent, bodies) = workload("slow", 500, 1);
-    publish_all(&pipeline, &bodies).await;
-    wait_for_progress(&pipeline, &sent, 20).await;
+    let fault = "etcd frozen for 4 s (timeouts)";
+    let (etcd, pipeline) = on_private_etcd("etcd-slow", Duration::from_millis(500), 8).await;
+    let load = Load::flowing(&pipeline, workload("slow", 500, 1), 20).await;
 
     etcd.freeze();
     tokio::time::sleep(Duration::from_secs(4)).await;
     etcd.thaw();
 
-    let tally = pipeline.settle(&sent, Duration::from_secs(120)).await;
-    assert_nothing_lost(
-        "etcd frozen for 4 s (timeouts)",
-        &sent,
-        bodies.len(),
-        &tally,
-    );
-    pipeline.stop().await;
+    load.settled(pipeline, fault, Duration::from_secs(120))
+        .await;
 }
 
 fn spawn_stage(pipeline: &TestPipeline, stage: &str, extra: &[&str]) -> Process {
@@ -205,25 +220,18 @@ async fn a_stage_killed_with_sigkill_is_finished_by_another() {
     let wrap_a = spawn_stage(&pipeline, "wrap", &[]);
     let wrap_b = spawn_stage(&pipeline, "wrap", &[]);
 
-    let (sent, bodies) = workload("k", 500, 4);
-    publish_all(&pipeline, &bodies).await;
-    wait_for_progress(&pipeline, &sent, 50).await;
+    let load = Load::flowing(&pipeline, workload("k", 500, 4), 50).await;
 
     // Kill a wrap (its twin carries on) and capture (restarted), mid-stream.
     wrap_a.kill();
     capture.kill();
     let capture = spawn_stage(&pipeline, "capture", &[]);
 
-    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    let tally = pipeline.settle(&load.sent, SETTLE_PATIENCE).await;
     for child in [capture, normalize, wrap_b] {
         child.terminate().await; // exit 0
     }
-    assert_nothing_lost(
-        "SIGKILL of capture and of one of two wraps",
-        &sent,
-        bodies.len(),
-        &tally,
-    );
+    load.assert_nothing_lost("SIGKILL of capture and of one of two wraps", &tally);
     pipeline.stop().await;
 }
 
@@ -233,9 +241,7 @@ async fn sigterm_under_load_drains_in_time_and_loses_nothing() {
     let pipeline = TestPipeline::new("sigterm").await;
     let drain = Duration::from_secs(5);
     let mut all = spawn_stage(&pipeline, "all", &["--drain-timeout", "5s"]);
-    let (sent, bodies) = workload("t", 2000, 1);
-    publish_all(&pipeline, &bodies).await;
-    wait_for_progress(&pipeline, &sent, 100).await;
+    let load = Load::flowing(&pipeline, workload("t", 2000, 1), 100).await;
 
     let asked = Instant::now();
     all.signal("TERM");
@@ -253,13 +259,8 @@ async fn sigterm_under_load_drains_in_time_and_loses_nothing() {
 
     // Whatever it did not finish went back to the queues: a new process finishes it.
     let again = spawn_stage(&pipeline, "all", &[]);
-    let tally = pipeline.settle(&sent, Duration::from_secs(180)).await;
+    let tally = pipeline.settle(&load.sent, SETTLE_PATIENCE).await;
     again.terminate().await; // exit 0
-    assert_nothing_lost(
-        "SIGTERM under load, then restart",
-        &sent,
-        bodies.len(),
-        &tally,
-    );
+    load.assert_nothing_lost("SIGTERM under load, then restart", &tally);
     pipeline.stop().await;
 }
