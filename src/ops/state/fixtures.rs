@@ -38,8 +38,9 @@ pub fn state(version: u64) -> Option<Stored> {
     stored(format!(r#"{{"state": {{"worker_state": "CREATE_COMPLETED", "heat_outputs": "[]", "orchestration_state": "CREATE_COMPLETE"}}, "version": {version}, "error": ""}}"#).as_bytes())
 }
 
-/// `ports/r1` with no key; the steps below add what each stage leaves behind, so a test
-/// reads as the resource's story, e.g. `resource().normalized(3, OLD).wrapped(3).captured(4, OLD)`.
+/// `ports/r1` with no key. The steps below add what each stage leaves behind, so that a
+/// test reads as the resource's story: `resource().normalized(3, OLD).wrapped(3)` went
+/// through, then `.captured(4, OLD)` is behind.
 pub fn resource() -> Resource {
     Resource::new("ports", "r1")
 }
@@ -52,17 +53,17 @@ impl Resource {
         self
     }
 
-    /// Wrap wrote `/state` of `version` and removed job_state (its order key stays).
-    pub fn wrapped(mut self, version: u64) -> Resource {
-        self.job_state = None;
-        self.state = state(version);
-        self
-    }
-
     /// Normalize took `version` at `at`: a job_state record and its final order key.
     pub fn normalized(mut self, version: u64, at: &str) -> Resource {
         self.job_state = stored(JS);
         self.job_state_order = order(version, "final", Some(at));
+        self
+    }
+
+    /// Wrap wrote `/state` of `version` and removed job_state (its order key stays).
+    pub fn wrapped(mut self, version: u64) -> Resource {
+        self.job_state = None;
+        self.state = state(version);
         self
     }
 }
