@@ -44,7 +44,7 @@ impl Axis {
 type Panel<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 /// A curve's points, (x, y).
 type Curve = Vec<(f64, f64)>;
-/// Curves of one kind (one per line), their legend suffix and their stroke width.
+/// Curves of one kind (one per line), what they are and their stroke width.
 type Set<'s> = (Vec<Curve>, &'s str, u32);
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -56,7 +56,10 @@ pub fn write(path: &str, title: &str, axis: Axis, lines: &[Line]) -> Result<()> 
     let root = SVGBackend::new(path, (1000, 960)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 26))?;
-    let panels = root.split_evenly((3, 1));
+    // One legend for the figure, in a strip of its own: inside the panels it hid lines.
+    let (strip, body) = root.split_vertically(34);
+    legend(&strip, lines)?;
+    let panels = body.split_evenly((3, 1));
     let x_max = lines
         .iter()
         .flat_map(|l| l.samples.iter().map(|s| axis.of(s.t)))
@@ -106,8 +109,7 @@ pub fn write(path: &str, title: &str, axis: Axis, lines: &[Line]) -> Result<()> 
     Ok(())
 }
 
-/// One panel: `sets` of curves (one per line each), named by the line's label plus the
-/// set's suffix, drawn `width` wide.
+/// One panel: `sets` of curves (one per line each), drawn `width` wide.
 fn panel(
     area: &Panel,
     caption: &str,
@@ -121,7 +123,7 @@ fn panel(
         .iter()
         .flat_map(|(curves, _, _)| curves.iter().flatten().map(|p| p.1))
         .fold(1e-9, f64::max)
-        * 1.1;
+        * 1.15;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
@@ -133,11 +135,14 @@ fn panel(
         .x_desc(axis.name())
         .y_desc(unit)
         .label_style(("sans-serif", 16))
+        .y_label_formatter(&|v| match y_max {
+            m if m < 10.0 => format!("{v:.1}"),
+            _ => format!("{v:.0}"),
+        })
         .axis_desc_style(("sans-serif", 16))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    let mut named = Vec::new();
-    for (curves, suffix, width) in sets {
+    for (curves, _, width) in sets {
         for (line, curve) in lines.iter().zip(curves) {
             let color = if *width > 1 {
                 line.color
@@ -145,23 +150,33 @@ fn panel(
                 mix(line.color)
             };
             let style = ShapeStyle::from(&color).stroke_width(*width);
-            let series = chart.draw_series(LineSeries::new(curve.iter().copied(), style))?;
-            let name = format!("{}{suffix}", line.label);
-            if !named.contains(&name) {
-                series
-                    .label(name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-                named.push(name);
-            }
+            chart.draw_series(LineSeries::new(curve.iter().copied(), style))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()?;
+    Ok(())
+}
+
+/// Each label once, in its colour, then what the widths mean.
+fn legend(strip: &Panel, lines: &[Line]) -> Result<()> {
+    let font = ("sans-serif", 16).into_font();
+    let mut x = 80;
+    let mut seen: Vec<&str> = Vec::new();
+    for line in lines {
+        if seen.contains(&line.label) {
+            continue;
+        }
+        seen.push(line.label);
+        let style = ShapeStyle::from(&line.color).stroke_width(3);
+        strip.draw(&PathElement::new(vec![(x, 17), (x + 30, 17)], style))?;
+        strip.draw(&Text::new(
+            line.label.to_string(),
+            (x + 38, 9),
+            font.clone(),
+        ))?;
+        x += 60 + 9 * line.label.len() as i32;
+    }
+    let note = "latency: p50 thick, p99 thin and lighter";
+    strip.draw(&Text::new(note, (x + 20, 9), font.color(&BLACK.mix(0.6))))?;
     Ok(())
 }
 
