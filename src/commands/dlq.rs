@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 use heat_pipeline::config::Settings;
-use heat_pipeline::ops::dlq::Progress;
+use heat_pipeline::ops::dlq::{DeadLetterQueue, Progress};
 
 use super::format::Format;
 use super::progress;
@@ -91,7 +91,6 @@ enum DlqCommand {
 }
 
 pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<ExitCode> {
-    use heat_pipeline::ops::dlq;
     use std::io::{BufRead, Write};
 
     let url = &settings.amqp_config()?;
@@ -103,7 +102,8 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
             limit,
             format,
         } => {
-            let listing = dlq::list(url, &topology, stage, limit)
+            let listing = DeadLetterQueue::of(url, &topology, stage)
+                .list(limit)
                 .await
                 .with_context(broker)?;
             // The letters' texts are escaped by the library: one line each, nothing a
@@ -131,13 +131,8 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
             // On a terminal, a bar through both halves: fetching every letter, then
             // replaying each. Made at the first letter, when the count is known.
             let bar = OnceCell::new();
-            let replayed = dlq::replay_with_progress(
-                url,
-                &topology,
-                stage,
-                limit,
-                dry_run,
-                |step| match step {
+            let replayed = DeadLetterQueue::of(url, &topology, stage)
+                .replay_with_progress(limit, dry_run, |step| match step {
                     Progress::Fetched { done, of } => bar
                         .get_or_init(|| progress::bar("fetching", of as u64))
                         .set_position(done as u64),
@@ -150,10 +145,9 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
                         }
                         bar.set_position(done as u64);
                     }
-                },
-            )
-            .await
-            .with_context(broker);
+                })
+                .await
+                .with_context(broker);
             if let Some(bar) = bar.get() {
                 bar.finish_and_clear();
             }
@@ -176,9 +170,8 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
             let queue = topology.dead_queue(stage);
             // The purge removes exactly the letters counted here, the ones the operator
             // agrees to, not those that arrive while the prompt waits.
-            let n = dlq::count(url, &topology, stage)
-                .await
-                .with_context(broker)?;
+            let dead = DeadLetterQueue::of(url, &topology, stage);
+            let n = dead.count().await.with_context(broker)?;
             if !yes {
                 println!("{n} dead letter(s) in {queue} would be purged");
                 if n == 0 {
@@ -194,9 +187,7 @@ pub(crate) async fn dlq(settings: Settings, args: DlqArgs) -> anyhow::Result<Exi
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let purged = dlq::purge(url, &topology, stage, n)
-                .await
-                .with_context(broker)?;
+            let purged = dead.purge(n).await.with_context(broker)?;
             if purged == n {
                 println!("{purged} dead letter(s) purged from {queue}");
             } else {

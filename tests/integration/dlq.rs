@@ -247,7 +247,8 @@ async fn a_message_over_the_delivery_limit_shows_as_exhausted_retries() {
     }
 
     let url = &pipeline.services.amqp_url.as_str().into();
-    let listing = dlq::list(url, &pipeline.topology, StageName::Capture, 10)
+    let listing = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Capture)
+        .list(10)
         .await
         .unwrap();
     assert_eq!(listing.letters.len(), 1);
@@ -266,7 +267,8 @@ async fn a_message_over_the_delivery_limit_shows_as_exhausted_retries() {
     // until the letter is ready again before planning a replay of it.
     wait_dead(&pipeline, StageName::Capture, 1).await;
     // With no x-original-routing-key, a replay goes to the stage's routing key.
-    let planned = dlq::replay(url, &pipeline.topology, StageName::Capture, 10, true)
+    let planned = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Capture)
+        .replay(10, true)
         .await
         .unwrap();
     assert_eq!(planned[0].routing_key, "heat.result");
@@ -280,7 +282,8 @@ async fn replay_sends_a_dead_letter_back_with_fresh_counters() {
     pipeline.publish(&mismatch("m-2")).await;
     wait_dead(&pipeline, StageName::Capture, 1).await;
     let url = &pipeline.services.amqp_url.as_str().into();
-    let before = dlq::list(url, &pipeline.topology, StageName::Capture, 10)
+    let before = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Capture)
+        .list(10)
         .await
         .unwrap();
     let first_failed_at = before.letters[0].first_failed_at.clone().unwrap();
@@ -527,7 +530,8 @@ async fn a_short_string_that_is_not_utf8_is_shown_escaped() {
     wait_dead(&pipeline, StageName::Normalize, 2).await;
 
     let url = &pipeline.services.amqp_url.as_str().into();
-    let listing = dlq::list(url, &pipeline.topology, StageName::Normalize, 10)
+    let listing = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Normalize)
+        .list(10)
         .await
         .unwrap();
     let ids: Vec<_> = listing
@@ -607,16 +611,10 @@ async fn replay_routes_by_the_stage_whatever_the_letter_says() {
 
     let url = &pipeline.services.amqp_url.as_str().into();
     let mut steps = Vec::new();
-    let replayed = dlq::replay_with_progress(
-        url,
-        &pipeline.topology,
-        StageName::Capture,
-        10,
-        false,
-        |step| steps.push(step),
-    )
-    .await
-    .unwrap();
+    let replayed = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Capture)
+        .replay_with_progress(10, false, |step| steps.push(step))
+        .await
+        .unwrap();
     let (exchange, routing_key) = pipeline.topology.route(StageName::Capture);
     assert_eq!(replayed.len(), 2);
     // What a progress bar is told: each letter fetched, then each replayed.
@@ -669,7 +667,8 @@ async fn replay_takes_neither_the_letters_cc_nor_its_delivery_properties() {
     wait_dead(&pipeline, StageName::Capture, 1).await;
 
     let url = &pipeline.services.amqp_url.as_str().into();
-    let replayed = dlq::replay(url, &pipeline.topology, StageName::Capture, 10, false)
+    let replayed = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Capture)
+        .replay(10, false)
         .await
         .unwrap();
     assert_eq!(replayed.len(), 1);
@@ -716,7 +715,8 @@ async fn purge_removes_exactly_the_letters_it_counted() {
     publish("early-2").await;
     wait_dead(&pipeline, StageName::Wrap, 2).await;
     let url = &pipeline.services.amqp_url.as_str().into();
-    let counted = dlq::count(url, &pipeline.topology, StageName::Wrap)
+    let counted = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Wrap)
+        .count()
         .await
         .unwrap();
     assert_eq!(counted, 2);
@@ -726,7 +726,8 @@ async fn purge_removes_exactly_the_letters_it_counted() {
         publish(body).await;
     }
     wait_dead(&pipeline, StageName::Wrap, 5).await;
-    let removed = dlq::purge(url, &pipeline.topology, StageName::Wrap, counted)
+    let removed = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Wrap)
+        .purge(counted)
         .await
         .unwrap();
     assert_eq!(removed, 2);
@@ -742,7 +743,8 @@ async fn purge_removes_exactly_the_letters_it_counted() {
     // Fewer letters than counted (another purge came first): it removes those and says so.
     publish("one").await;
     wait_dead(&pipeline, StageName::Wrap, 1).await;
-    let removed = dlq::purge(url, &pipeline.topology, StageName::Wrap, 10)
+    let removed = dlq::DeadLetterQueue::of(url, &pipeline.topology, StageName::Wrap)
+        .purge(10)
         .await
         .unwrap();
     assert_eq!(removed, 1);

@@ -108,7 +108,10 @@ pub async fn dead_letters(
 ) -> Result<DeadLetters, DlqError> {
     let mut letters = DeadLetters::default();
     for stage in StageName::ALL {
-        for (info, resource) in dlq::letters_by_resource(url, topology, stage, limit).await? {
+        for (info, resource) in dlq::DeadLetterQueue::of(url, topology, stage)
+            .letters_by_resource(limit)
+            .await?
+        {
             if let Some(resource) = resource {
                 letters.insert(stage, resource, info);
             }

@@ -38,7 +38,7 @@ use broker::{fetch, fetch_one, requeue, Session};
 
 pub use escape::{escape, escape_bytes, preview, value_text, PREVIEW_BYTES};
 pub use letter::{describe, replay_properties, DeadLetterInfo};
-pub use replay::{replay, replay_where, replay_with_progress, Progress, Replayed};
+pub use replay::{Progress, Replayed};
 
 /// How long one `basic.get` may take. It is one round trip to the queue's leader:
 /// milliseconds normally, a few seconds during a leader election. Past this the broker or
@@ -106,26 +106,97 @@ pub struct Listing {
     pub letters: Vec<DeadLetterInfo>,
 }
 
-/// Shows up to `limit` dead letters of `stage` and leaves them all in the queue.
-pub async fn list(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-) -> Result<Listing, DlqError> {
-    let queue = topology.dead_queue(stage);
-    let (in_queue, letters) = Session::with(url, "dlq list", async |session| {
-        peek(session, &queue, limit, |d, n| {
-            describe(n, &d.properties, &d.data)
+/// One stage's dead-letter queue (`<PIPELINE_NAME>.<stage>.dead`) on one broker: what
+/// every `dlq` operation acts on, named once.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterQueue<'a> {
+    pub broker: &'a amqp::AmqpConfig,
+    pub topology: &'a Topology,
+    pub stage: StageName,
+}
+
+impl<'a> DeadLetterQueue<'a> {
+    pub fn of(
+        broker: &'a amqp::AmqpConfig,
+        topology: &'a Topology,
+        stage: StageName,
+    ) -> DeadLetterQueue<'a> {
+        DeadLetterQueue {
+            broker,
+            topology,
+            stage,
+        }
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> String {
+        self.topology.dead_queue(self.stage)
+    }
+
+    /// Shows up to `limit` dead letters and leaves them all in the queue.
+    pub async fn list(&self, limit: usize) -> Result<Listing, DlqError> {
+        let queue = self.queue();
+        let (in_queue, letters) = Session::with(self.broker, "dlq list", async |session| {
+            peek(session, &queue, limit, |d, n| {
+                describe(n, &d.properties, &d.data)
+            })
+            .await
+        })
+        .await?;
+        Ok(Listing {
+            queue,
+            in_queue,
+            letters,
+        })
+    }
+
+    /// Up to `limit` dead letters, each with the resource it is about, all left in the
+    /// queue (as [`DeadLetterQueue::list`]). A missing queue has none.
+    pub async fn letters_by_resource(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(DeadLetterInfo, Option<(String, String)>)>, DlqError> {
+        let queue = self.queue();
+        let looked = Session::with(self.broker, "dlq list", async |session| {
+            peek(session, &queue, limit, |d, n| {
+                (describe(n, &d.properties, &d.data), resource_of(&d.data))
+            })
+            .await
+        })
+        .await;
+        match looked {
+            Ok((_, letters)) => Ok(letters),
+            Err(DlqError::NoQueue { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many dead letters there are (ready ones; none are normally unacked).
+    pub async fn count(&self) -> Result<u32, DlqError> {
+        let queue = self.queue();
+        Session::with(self.broker, "dlq count", async |session| {
+            session.ready_count(&queue).await
         })
         .await
-    })
-    .await?;
-    Ok(Listing {
-        queue,
-        in_queue,
-        letters,
-    })
+    }
+
+    /// Deletes the first `counted` dead letters (the ones [`DeadLetterQueue::count`] counted,
+    /// which the operator agreed to) and returns how many it removed: fewer if some were
+    /// gone by then. Letters that arrived after the count are behind them in the queue, and
+    /// stay. (`queue.purge` would take those too.) Irreversible: the CLI asks first.
+    ///
+    /// All or nothing: the letters are taken without auto-ack and removed by one `multiple`
+    /// ack once all are in hand; if a fetch fails, they are all returned. (Another consumer
+    /// taking letters in between would make the count point further down the queue;
+    /// nothing but `dlq` and `audit`, which return what they take, reads a dead-letter
+    /// queue.)
+    pub async fn purge(&self, counted: u32) -> Result<u32, DlqError> {
+        let queue = self.queue();
+        Session::with(self.broker, "dlq purge", async |session| {
+            purge_on(session, &queue, counted).await
+        })
+        .await
+    }
 }
 
 /// Up to `limit` letters of `queue`, each turned into a `T` by `each` (with its position,
@@ -174,90 +245,36 @@ pub fn resource_of(body: &[u8]) -> Option<(String, String)> {
     Some((path, job.resource_id))
 }
 
-/// Up to `limit` dead letters of `stage`, each with the resource it is about, all left in
-/// the queue (as [`list`]). A missing queue has none.
-pub async fn letters_by_resource(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-) -> Result<Vec<(DeadLetterInfo, Option<(String, String)>)>, DlqError> {
-    let queue = topology.dead_queue(stage);
-    let looked = Session::with(url, "dlq list", async |session| {
-        peek(session, &queue, limit, |d, n| {
-            (describe(n, &d.properties, &d.data), resource_of(&d.data))
-        })
-        .await
-    })
-    .await;
-    match looked {
-        Ok((_, letters)) => Ok(letters),
-        Err(DlqError::NoQueue { .. }) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
-
-/// How many dead letters `stage` has (ready ones; none are normally unacked).
-pub async fn count(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-) -> Result<u32, DlqError> {
-    let queue = topology.dead_queue(stage);
-    Session::with(url, "dlq count", async |session| {
-        session.ready_count(&queue).await
-    })
-    .await
-}
-
-/// Deletes the first `counted` dead letters of `stage` (the ones [`count`] counted, which
-/// the operator agreed to) and returns how many it removed: fewer if some were gone by
-/// then. Letters that arrived after the count are behind them in the queue, and stay.
-/// (`queue.purge` would take those too.) Irreversible: the CLI asks first.
-///
-/// All or nothing: the letters are taken without auto-ack and removed by one `multiple`
-/// ack once all are in hand; if a fetch fails, they are all returned. (Another consumer
-/// taking letters in between would make the count point further down the queue; nothing
-/// but `dlq` and `audit`, which return what they take, reads a dead-letter queue.)
-pub async fn purge(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    counted: u32,
-) -> Result<u32, DlqError> {
-    let queue = topology.dead_queue(stage);
-    Session::with(url, "dlq purge", async |session| {
-        session.ready_count(&queue).await?;
-        let mut taken = 0;
-        let mut last = None;
-        while taken < counted {
-            match fetch_one(&session.channel, &queue, taken as usize + 1).await {
-                // Only the ack handle is kept: a purge need not hold the bodies.
-                Ok(Some(delivery)) => last = Some(delivery.acker),
-                Ok(None) => break,
-                Err(error) => {
-                    if let Some(last) = &last {
-                        let options = BasicNackOptions {
-                            requeue: true,
-                            multiple: true,
-                        };
-                        let _ = last.nack(options).await;
-                    }
-                    return Err(error);
+async fn purge_on(session: &Session, queue: &str, counted: u32) -> Result<u32, DlqError> {
+    session.ready_count(queue).await?;
+    let mut taken = 0;
+    let mut last = None;
+    while taken < counted {
+        match fetch_one(&session.channel, queue, taken as usize + 1).await {
+            // Only the ack handle is kept: a purge need not hold the bodies.
+            Ok(Some(delivery)) => last = Some(delivery.acker),
+            Ok(None) => break,
+            Err(error) => {
+                if let Some(last) = &last {
+                    let options = BasicNackOptions {
+                        requeue: true,
+                        multiple: true,
+                    };
+                    let _ = last.nack(options).await;
                 }
-            }
-            taken += 1;
-        }
-        if let Some(last) = last {
-            let options = BasicAckOptions { multiple: true };
-            if !matches!(last.ack(options).await, Ok(true)) {
-                return Err(DlqError::PurgeAck {
-                    queue: queue.clone(),
-                    taken,
-                });
+                return Err(error);
             }
         }
-        Ok(taken)
-    })
-    .await
+        taken += 1;
+    }
+    if let Some(last) = last {
+        let options = BasicAckOptions { multiple: true };
+        if !matches!(last.ack(options).await, Ok(true)) {
+            return Err(DlqError::PurgeAck {
+                queue: queue.to_string(),
+                taken,
+            });
+        }
+    }
+    Ok(taken)
 }

@@ -4,11 +4,10 @@ use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 
 use super::broker::{fetch, requeue, Session};
-use super::{describe, replay_properties, DeadLetterInfo, DlqError};
-use crate::amqp::{self, Topology};
-use crate::stages::StageName;
+use super::{describe, replay_properties, DeadLetterInfo, DeadLetterQueue, DlqError};
+use crate::amqp;
 
-/// How far a replay is, told to [`replay_with_progress`]'s caller (for a progress bar): once
+/// How far a replay is, told to [`DeadLetterQueue::replay_with_progress`]'s caller (for a progress bar): once
 /// per dead letter fetched, then once per dead letter replayed (in a dry run, described).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
@@ -27,73 +26,59 @@ pub struct Replayed {
     pub routing_key: String,
 }
 
-/// Sends up to `limit` dead letters of `stage` back to the stage's queue, each confirmed
-/// by the broker before its dead letter is acked (a crash in between replays it twice,
-/// which the stages' version guards make harmless, rather than losing it).
-///
-/// Only the messages in the queue at the start are taken, and all are fetched before the
-/// first is replayed, so a replay that fails again is not picked up a second time.
-/// `dry_run` fetches and describes them, and returns them all to the queue.
-pub async fn replay(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-) -> Result<Vec<Replayed>, DlqError> {
-    replay_with_progress(url, topology, stage, limit, dry_run, |_| {}).await
-}
+impl DeadLetterQueue<'_> {
+    /// Sends up to `limit` dead letters back to the stage's queue, each confirmed by the
+    /// broker before its dead letter is acked (a crash in between replays it twice, which
+    /// the stages' version guards make harmless, rather than losing it).
+    ///
+    /// Only the messages in the queue at the start are taken, and all are fetched before
+    /// the first is replayed, so a replay that fails again is not picked up a second time.
+    /// `dry_run` fetches and describes them, and returns them all to the queue.
+    pub async fn replay(&self, limit: usize, dry_run: bool) -> Result<Vec<Replayed>, DlqError> {
+        self.replay_with_progress(limit, dry_run, |_| {}).await
+    }
 
-/// [`replay`], telling `on_progress` of each letter fetched and each replayed: thousands
-/// of letters take a round trip each to fetch and a confirm each to replay.
-pub async fn replay_with_progress(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-    on_progress: impl FnMut(Progress),
-) -> Result<Vec<Replayed>, DlqError> {
-    Session::with(url, "dlq replay", async |session| {
-        replay_on(
-            session,
-            topology,
-            stage,
-            limit,
-            dry_run,
-            |_| true,
-            on_progress,
-        )
+    /// [`DeadLetterQueue::replay`], telling `on_progress` of each letter fetched and each
+    /// replayed: thousands of letters take a round trip each to fetch and a confirm each to
+    /// replay.
+    pub async fn replay_with_progress(
+        &self,
+        limit: usize,
+        dry_run: bool,
+        on_progress: impl FnMut(Progress),
+    ) -> Result<Vec<Replayed>, DlqError> {
+        Session::with(self.broker, "dlq replay", async |session| {
+            replay_on(session, *self, limit, dry_run, |_| true, on_progress).await
+        })
         .await
-    })
-    .await
-}
+    }
 
-/// [`replay`] of the dead letters whose body `wanted` accepts (`reconcile`: one
-/// resource's); the others are looked at and returned to the queue untouched, in order.
-///
-/// Every letter goes to [`Topology::route`]`(stage)`, with [`replay_properties`]: nothing
-/// the letter carries (`x-original-routing-key`, `CC`, `BCC`, `user_id`, `expiration`)
-/// chooses or bars its way, so one hostile letter cannot strand the valid ones behind it
-/// nor reach another stage.
-pub async fn replay_where(
-    url: &amqp::AmqpConfig,
-    topology: &Topology,
-    stage: StageName,
-    limit: usize,
-    dry_run: bool,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> Result<Vec<Replayed>, DlqError> {
-    Session::with(url, "dlq replay", async |session| {
-        replay_on(session, topology, stage, limit, dry_run, wanted, |_| {}).await
-    })
-    .await
+    /// [`DeadLetterQueue::replay`] of the dead letters whose body `wanted` accepts
+    /// (`reconcile`: one resource's); the others are looked at and returned to the queue
+    /// untouched, in order.
+    ///
+    /// Every letter goes to [`Topology::route`](crate::amqp::Topology::route)`(stage)`, with [`replay_properties`]:
+    /// nothing the letter carries (`x-original-routing-key`, `CC`, `BCC`, `user_id`,
+    /// `expiration`) chooses or bars its way, so one hostile letter cannot strand the valid
+    /// ones behind it nor reach another stage.
+    pub async fn replay_where(
+        &self,
+        limit: usize,
+        dry_run: bool,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Replayed>, DlqError> {
+        Session::with(self.broker, "dlq replay", async |session| {
+            replay_on(session, *self, limit, dry_run, wanted, |_| {}).await
+        })
+        .await
+    }
 }
 
 async fn replay_on(
     session: &Session,
-    topology: &Topology,
-    stage: StageName,
+    DeadLetterQueue {
+        topology, stage, ..
+    }: DeadLetterQueue<'_>,
     limit: usize,
     dry_run: bool,
     wanted: impl Fn(&[u8]) -> bool,

@@ -41,13 +41,12 @@ pub(super) async fn replay(
             seen.lock().expect("not poisoned").push(resource);
             ours
         };
-        let letters =
-            match dlq::replay_where(url, topology, stage, DEAD_LETTER_LIMIT, dry_run, wanted).await
-            {
-                Ok(letters) => letters,
-                Err(DlqError::NoQueue { .. }) => continue,
-                Err(e) => return Err(e),
-            };
+        let queue = dlq::DeadLetterQueue::of(url, topology, stage);
+        let letters = match queue.replay_where(DEAD_LETTER_LIMIT, dry_run, wanted).await {
+            Ok(letters) => letters,
+            Err(DlqError::NoQueue { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         let seen = seen.into_inner().expect("not poisoned");
         for letter in letters {
             let resource = letter
