@@ -193,8 +193,9 @@ pub async fn run(rig: &Rig<'_>) {
     let _ = kv.delete(prefix.as_str(), Some(options)).await;
     summary(&samples, row_size, origin);
     let title = format!(
-        "heat-pipeline soak: {} creates through one `run all` (at most {} in flight)",
+        "heat-pipeline soak: {} creates, {} (at most {} in flight)",
         last.map_or(0, |s| s.done),
+        super::layout(args),
         args.soak_backlog
     );
     let line = plot::Line {
