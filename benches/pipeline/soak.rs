@@ -180,11 +180,12 @@ pub async fn run(rig: &Rig<'_>) {
         );
     }
     stop(&mut processes);
+    // What the cleaner has not done yet goes with the prefix below.
     drop(cleaner);
-    let _ = cleaning.await;
+    cleaning.abort();
     topology.delete(rig.channel).await;
     let mut kv = rig.etcd.kv_client();
-    // What the cleaning left: the records of the last chunks only, if it did its job.
+    // What the cleaning left: the records of the last chunks only, if it kept up.
     let options = GetOptions::new().with_prefix().with_count_only();
     if let Ok(r) = kv.get(prefix.as_str(), Some(options)).await {
         println!("etcd keys left under the soak's prefix: {}", r.count());
@@ -235,8 +236,9 @@ async fn publisher(
     }
 }
 
-/// A task deleting each chunk's records it is sent (every family the pipeline writes),
-/// then compacting; dropping the sender ends it.
+/// A task deleting the records of the chunks it is sent (every family the pipeline writes),
+/// then compacting once for all the chunks that were waiting: a compaction takes a while,
+/// and one per chunk fell behind when the chunks were small (`--soak-messages 100000`).
 fn cleaner(
     etcd: Client,
     keys: Keyspace,
@@ -245,12 +247,17 @@ fn cleaner(
     let (tx, mut rx) = mpsc::unbounded_channel::<usize>();
     let task = tokio::spawn(async move {
         let mut kv = etcd.kv_client();
-        while let Some(chunk) = rx.recv().await {
-            for family in Family::ALL {
-                let key = keys.key(family, "ports", &format!("s{chunk}-"));
-                let _ = kv
-                    .delete(key.as_str(), Some(DeleteOptions::new().with_prefix()))
-                    .await;
+        while let Some(first) = rx.recv().await {
+            let mut chunks = vec![first];
+            while let Ok(chunk) = rx.try_recv() {
+                chunks.push(chunk);
+            }
+            for chunk in chunks {
+                for family in Family::ALL {
+                    let key = keys.key(family, "ports", &format!("s{chunk}-"));
+                    let options = DeleteOptions::new().with_prefix();
+                    let _ = kv.delete(key.as_str(), Some(options)).await;
+                }
             }
             if compact {
                 // As `etcd::compact`, but a failure (etcd stopping under a failed run) only
