@@ -7,7 +7,7 @@
 //!
 //! etcd is kept as a production etcd would be over a long run: resources whose /state is
 //! long written are deleted, a chunk (a hundredth of the messages) at a time, and the store
-//! is compacted after each; without that a million resources' records and history would
+//! is compacted after the chunks that were waiting; without that a million resources' records and history would
 //! pass a private etcd's 2 GiB quota, and the run would measure etcd's growth.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
