@@ -36,6 +36,9 @@ pub enum InputError {
 pub fn split_documents(file: &str, content: &[u8]) -> Result<Vec<Document>, InputError> {
     let mut documents = Vec::new();
     let mut stream = serde_json::Deserializer::from_slice(content).into_iter::<IgnoredAny>();
+    // The line of each document's first byte, counted on from the previous document's (a
+    // count from the file's start for each would make a large JSON-lines file quadratic).
+    let mut line = Line::default();
     loop {
         let start = stream.byte_offset();
         match stream.next() {
@@ -48,7 +51,7 @@ pub fn split_documents(file: &str, content: &[u8]) -> Result<Vec<Document>, Inpu
                     .count();
                 let begin = start + skipped;
                 documents.push(Document {
-                    origin: format!("{file}:{}", line_of(content, begin)),
+                    origin: format!("{file}:{}", line.at(content, begin)),
                     body: content[begin..end].to_vec(),
                 });
             }
@@ -68,8 +71,23 @@ pub fn split_documents(file: &str, content: &[u8]) -> Result<Vec<Document>, Inpu
     Ok(documents)
 }
 
-fn line_of(content: &[u8], offset: usize) -> usize {
-    content[..offset].iter().filter(|b| **b == b'\n').count() + 1
+/// A line count that moves forward through one file.
+#[derive(Default)]
+struct Line {
+    offset: usize,
+    newlines: usize,
+}
+
+impl Line {
+    /// The line (from 1) of the byte at `offset`, which is at or after the last one asked.
+    fn at(&mut self, content: &[u8], offset: usize) -> usize {
+        self.newlines += content[self.offset..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        self.offset = offset;
+        self.newlines + 1
+    }
 }
 
 /// Checks that each document is a Heat result the capture stage will accept.
@@ -142,6 +160,17 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].body, b"{\"b\": 2.50}");
         assert_eq!(docs[1].origin, "f.jsonl:3");
+    }
+
+    #[test]
+    fn each_document_is_named_by_its_first_line() {
+        let content = b"{\n  \"a\": 1\n}\n\n  {\"b\":\n2}{\"c\": 3}\n\n\n{\"d\": 4}";
+        let origins: Vec<String> = split_documents("f", content)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.origin)
+            .collect();
+        assert_eq!(origins, ["f:1", "f:5", "f:6", "f:9"]);
     }
 
     #[test]
