@@ -15,7 +15,9 @@
 #   scripts/bench.sh --floor [--rounds 3] [--counts]  # the I/O floor and the pipeline in
 #                                                 # alternating rounds (benches/pipeline/floor.rs),
 #                                                 # plotted in target/bench/floor.svg;
-#                                                 # --counts: AMQP and etcd work per message of each
+#                                                 # --counts: AMQP and etcd work per message of each;
+#                                                 # --python: each round also times the sequential
+#                                                 # Python worker (benches/python/)
 #   scripts/bench.sh --soak [--soak-messages 1000000] [--soak-minutes 40]  # a million
 #                                                 # creates with a bounded backlog: RSS and
 #                                                 # drain rate per tenth, target/bench/soak.svg
@@ -34,6 +36,13 @@ if [[ "${1:-}" == --cluster ]]; then
 fi
 
 eval "export $(bash scripts/setup.sh)"
+if [[ " $* " == *" --python "* ]]; then
+  # The Python worker's one dependency, in a venv of its own (PyPI).
+  venv="${BENCH_PYTHON_VENV:-$HOME/.cache/heat-pipeline/bench-python}"
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  "$venv/bin/python" -c 'import pika' 2>/dev/null || "$venv/bin/pip" install --quiet 'pika==1.4.4'
+  export PYTHON="$venv/bin/python"
+fi
 cargo build --release --quiet
 bench() { cargo bench --quiet --bench pipeline -- "$@"; }
 

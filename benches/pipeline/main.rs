@@ -22,6 +22,7 @@ mod plot;
 mod private_etcd;
 mod processes;
 mod publish;
+mod python;
 mod rounds;
 mod series;
 mod soak;
@@ -92,6 +93,13 @@ struct Args {
     /// Rounds of `--floor` (each runs the floor and the pipeline once).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// With `--floor`: each round also drains `--python-messages` creates with the
+    /// sequential Python worker (`python.rs`), the yardstick of "×N the Python worker".
+    #[arg(long)]
+    python: bool,
+    /// Creates per round of `--python` (it does a hundred or two a second).
+    #[arg(long, default_value_t = 2_000)]
+    python_messages: usize,
     /// Instead of the usual phases (after `--floor`'s rounds if given): one untimed round of
     /// the floor and of the pipeline through a counting AMQP proxy, and a table per message
     /// of AMQP frames, methods and bytes and of etcd's transactions, operations and bytes.

@@ -21,6 +21,7 @@ use super::amqp_counts::{self, AmqpCounts};
 use super::metrics::{cpu_seconds, peak_rss_mib, sum_samples};
 use super::processes::{spawn_pipeline, Process};
 use super::publish::publish;
+use super::python;
 use super::watcher::StateWatcher;
 use super::{etcd, workload, Args, STALL};
 
@@ -43,6 +44,8 @@ pub struct Rig<'a> {
 enum Kind {
     Floor,
     Pipeline,
+    /// `--python`: the sequential Python worker (`python.rs`).
+    Python,
 }
 
 impl Kind {
@@ -50,6 +53,16 @@ impl Kind {
         match self {
             Kind::Floor => "floor",
             Kind::Pipeline => "pipeline",
+            Kind::Python => "python",
+        }
+    }
+
+    /// The round's resources and pipeline name are tagged with this.
+    fn tag(self) -> char {
+        match self {
+            Kind::Floor => 'f',
+            Kind::Pipeline => 'p',
+            Kind::Python => 'y',
         }
     }
 }
@@ -141,6 +154,7 @@ impl Rig<'_> {
     pub async fn run(&self) {
         let n = self.args.messages;
         let mut rows: Vec<(Drain, Drain)> = Vec::new();
+        let mut pythons: Vec<Drain> = Vec::new();
         if self.args.floor {
             println!(
                 "== floor vs pipeline: {} rounds of {n} creates each, alternating which goes first; CPU in us per message",
@@ -168,7 +182,7 @@ impl Rig<'_> {
                     print_row(round, kind, &drain, ratio, &load);
                     match kind {
                         Kind::Floor => floor = Some(drain),
-                        Kind::Pipeline => pipeline = Some(drain),
+                        _ => pipeline = Some(drain),
                     }
                 }
                 let (floor, pipeline) = (floor.expect("ran"), pipeline.expect("ran"));
@@ -179,9 +193,30 @@ impl Rig<'_> {
                         pipeline.rate / floor.rate
                     );
                 }
+                if self.args.python {
+                    let load = load();
+                    let python = self.drain(Kind::Python, round, None).await;
+                    print_row(round, Kind::Python, &python, f64::NAN, &load);
+                    println!(
+                        "{:<6} pipeline ÷ python: {:.1}",
+                        "",
+                        pipeline.rate / python.rate
+                    );
+                    pythons.push(python);
+                }
                 rows.push((floor, pipeline));
             }
             print_medians(&rows, n);
+            if !pythons.is_empty() {
+                let python = median(pythons.iter().map(|p| p.rate).collect());
+                let ratios = rows.iter().zip(&pythons).map(|(r, p)| r.1.rate / p.rate);
+                println!(
+                    "  the sequential Python worker ({} creates a round): {python:.0} msg/s; pipeline ÷ python {:.1} (median of the rounds' ratios); its CPU per message {:.0} us",
+                    self.args.python_messages,
+                    median(ratios.collect()),
+                    median(pythons.iter().map(|p| p.cpu[0]).collect()),
+                );
+            }
             plot_rounds(&rows, n);
         }
         if self.args.counts {
@@ -196,13 +231,17 @@ impl Rig<'_> {
     /// Preloads `--messages` creates into a pipeline of its own, starts `kind` on it and
     /// times it until every /state is written. `counted`: through the counting proxy.
     async fn drain(&self, kind: Kind, round: usize, counted: Option<()>) -> Drain {
-        let tag = format!("{}{round}", &kind.name()[..1]);
+        let tag = format!("{}{round}", kind.tag());
         let name = format!("bench-{}-{tag}", std::process::id());
         let prefix = format!("/{name}");
         let topology = Topology::new(name.clone(), 20);
         topology.declare(self.channel).await.expect("declare");
         let watcher = StateWatcher::start(self.etcd, &prefix).await;
-        let messages = workload::create(self.template, &tag, 0..self.args.messages);
+        let count = match kind {
+            Kind::Python => self.args.python_messages,
+            _ => self.args.messages,
+        };
+        let messages = workload::create(self.template, &tag, 0..count);
         publish(&watcher.published, self.channel, &topology, &messages, None).await;
         let proxy = match counted {
             Some(()) => Some(amqp_counts::Proxy::start(self.amqp_url).await),
@@ -226,6 +265,7 @@ impl Rig<'_> {
         let mut process = match kind {
             Kind::Floor => spawn_floor(self.args, &env),
             Kind::Pipeline => spawn_pipeline(self.args, &env).pop().expect("one process"),
+            Kind::Python => python::spawn(&env),
         };
         let sampler = Sampler::new(self.origin, 0, vec![process.child.id()]);
         let wait = watcher.wait_for(&tag, messages.len(), STALL);
