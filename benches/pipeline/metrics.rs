@@ -24,6 +24,16 @@ pub fn scrape(processes: &[Process]) -> String {
     text
 }
 
+/// etcd's own `/metrics` text (empty if it does not answer): its counters for the floor's
+/// rounds and its database size for the soak.
+pub fn etcd_metrics(endpoint: &str) -> String {
+    ureq::get(&format!("{endpoint}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default()
+}
+
 /// Where the time goes, from the pipeline's own histograms: per stage, the time from
 /// delivery to ack and the etcd transaction times (p50 and p99 from the buckets, so to
 /// bucket precision). The rest of the end-to-end time is spent in the queues and the
@@ -223,21 +233,21 @@ pub fn pid_named(name: &str) -> Option<u32> {
 
 /// The process's peak resident set (VmHWM), in MiB.
 pub fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    status_mib(pid, "VmHWM:")
 }
 
 /// The process's resident set now (VmRSS), in MiB: the per-second samples of the soak and
 /// the plots, where the peak alone would hide a slow climb.
 pub fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status`, in MiB (NaN once the process is gone).
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }

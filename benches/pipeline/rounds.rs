@@ -18,7 +18,7 @@ use heat_pipeline::amqp::Topology;
 use lapin::Channel;
 
 use super::amqp_counts::{self, AmqpCounts};
-use super::metrics::{cpu_seconds, peak_rss_mib, sum_samples};
+use super::metrics::{cpu_seconds, etcd_metrics, peak_rss_mib, sum_samples};
 use super::processes::{spawn_pipeline, Process};
 use super::publish::publish;
 use super::python;
@@ -96,11 +96,7 @@ pub struct EtcdCounts {
 
 impl EtcdCounts {
     fn scrape(endpoint: &str) -> EtcdCounts {
-        let text = ureq::get(&format!("{endpoint}/metrics"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
+        let text = etcd_metrics(endpoint);
         let sum = |name: &str, labels: &[&str]| sum_samples(&text, name, labels);
         EtcdCounts {
             txns: sum("etcd_mvcc_txn_total", &[]),

@@ -24,7 +24,7 @@ use lapin::Channel;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::metrics::{cpu_seconds, sum_samples};
+use super::metrics::{cpu_seconds, etcd_metrics, sum_samples};
 use super::plot;
 use super::processes::{spawn_pipeline, stop};
 use super::publish::publish;
@@ -301,12 +301,11 @@ async fn ready(channel: &Channel, topology: &Topology) -> String {
 
 /// The size of etcd's database file (its `/metrics`), in MiB.
 fn etcd_db_mib(endpoint: &str) -> f64 {
-    let text = ureq::get(&format!("{endpoint}/metrics"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default();
-    sum_samples(&text, "etcd_mvcc_db_total_size_in_bytes", &[]) / (1 << 20) as f64
+    sum_samples(
+        &etcd_metrics(endpoint),
+        "etcd_mvcc_db_total_size_in_bytes",
+        &[],
+    ) / (1 << 20) as f64
 }
 
 /// First row against last, and the whole run.
