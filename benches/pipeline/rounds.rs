@@ -233,11 +233,11 @@ impl Rig<'_> {
         let topology = Topology::new(name.clone(), 20);
         topology.declare(self.channel).await.expect("declare");
         let watcher = StateWatcher::start(self.etcd, &prefix).await;
-        let count = match kind {
+        let creates = match kind {
             Kind::Python => self.args.python_messages,
             _ => self.args.messages,
         };
-        let messages = workload::create(self.template, &tag, 0..count);
+        let messages = workload::create(self.template, &tag, 0..creates);
         publish(&watcher.published, self.channel, &topology, &messages, None).await;
         let proxy = match counted {
             Some(()) => Some(amqp_counts::Proxy::start(self.amqp_url).await),

@@ -13,8 +13,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Bytes of message bodies one stage of a process works on at once, by default
 /// (`--in-flight-bytes`). A full prefetch of creates (about 1.5 KiB each) is a fifth of it,
 /// so their batches are as large as the count allows; 64 KiB outputs run 8 at a time. On the
-/// benchmark's lifecycle (outputs 1-64 KiB), peak RSS of `run all` was 60.0 MiB with 512 KiB,
-/// 57.6 with 256 KiB, 70.2 with 2 MiB and 66.9 unbounded (docs/SCALING.md).
+/// benchmark's lifecycle (6,000 messages, outputs 1-64 KiB), peak RSS of `run all` was 60.0 MiB
+/// with 512 KiB, 57.6 with 256 KiB, 70.2 with 2 MiB and 66.9 unbounded; 66-71 MiB at 20,000
+/// messages with 512 KiB (docs/SCALING.md).
 pub const DEFAULT_IN_FLIGHT_BYTES: usize = 512 << 10;
 
 /// The bytes a stage may have in work; cloned into each delivery's task.
