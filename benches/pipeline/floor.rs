@@ -40,7 +40,9 @@ const SEED_ID: &str = "23464cbc-d910-430a-93f7-3776ea07f992";
 const MAX_TXN_OPS: usize = 120;
 const MAX_IN_FLIGHT: usize = 4;
 /// `runner/acks.rs`: how long a finished delivery waits for a run before it is acked alone.
-const HOLD: Duration = Duration::from_millis(5);
+/// The same 20 ms as the pipeline's, so both settle their deliveries the same way (the
+/// floor figures in docs/SCALING.md before 2026-12-02 12:00 UTC were measured at 5 ms).
+const HOLD: Duration = Duration::from_millis(20);
 
 /// Transactions whose compares failed (none expected: every message is a new resource).
 static FAILED_TXNS: AtomicU64 = AtomicU64::new(0);
