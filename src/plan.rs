@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{RejectKind, Rejection};
 use crate::records::Encoded;
 pub use crate::records::Lineage;
@@ -16,6 +18,48 @@ pub use crate::records::Lineage;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// What a stage's cache keeps of a value: its bytes, or only their SHA-256 when the stage
+/// never reads the value and only asks whether it equals bytes of its own
+/// ([`Snapshot::holds`]). A digest keeps a large record's entry at a few dozen bytes, and a
+/// collision-resistant one makes "the same digest" as good as "the same bytes", even
+/// against bytes an upstream chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    Bytes(Vec<u8>),
+    Digest([u8; 32]),
+}
+
+impl Kept {
+    /// The digest of `bytes`.
+    pub fn digest(bytes: &[u8]) -> Kept {
+        Kept::Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Whether the kept value is `bytes`.
+    pub fn is(&self, bytes: &[u8]) -> bool {
+        match self {
+            Kept::Bytes(kept) => kept == bytes,
+            Kept::Digest(digest) => Sha256::digest(bytes)[..] == digest[..],
+        }
+    }
+
+    /// Bytes it holds.
+    pub fn size(&self) -> usize {
+        match self {
+            Kept::Bytes(bytes) => bytes.len(),
+            Kept::Digest(digest) => digest.len(),
+        }
+    }
+}
+
+/// What the cache remembers at a key: the value as kept and the revision that last
+/// modified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub kept: Kept,
     pub mod_revision: i64,
 }
 
@@ -36,7 +80,7 @@ enum Entry {
     Assumed(Option<Vec<u8>>),
     /// A guess from what this process last committed or read there, at a known revision:
     /// guarded by that revision (a small compare, whatever the value's size).
-    Remembered(Option<Stored>),
+    Remembered(Option<Remembered>),
 }
 
 /// The keys a stage looks at, either as they stood at one etcd revision or as guessed
@@ -66,8 +110,8 @@ impl Snapshot {
 
     /// Records a guess that `key` still holds what this process last saw there (`None`:
     /// absent), guarded by that revision.
-    pub fn remember(&mut self, key: String, stored: Option<Stored>) {
-        self.entries.insert(key, Entry::Remembered(stored));
+    pub fn remember(&mut self, key: String, remembered: Option<Remembered>) {
+        self.entries.insert(key, Entry::Remembered(remembered));
     }
 
     /// Whether `key` is in the snapshot (read or guessed).
@@ -75,13 +119,11 @@ impl Snapshot {
         self.entries.contains_key(key)
     }
 
-    /// The keys whose value and revision are known (read, or remembered), for the cache.
-    pub fn known(&self) -> impl Iterator<Item = (&str, Option<&Stored>)> {
+    /// The keys read, with their values and revisions, for the cache.
+    pub fn read(&self) -> impl Iterator<Item = (&str, Option<&Stored>)> {
         self.entries.iter().filter_map(|(key, entry)| match entry {
-            Entry::Read(stored) | Entry::Remembered(stored) => {
-                Some((key.as_str(), stored.as_ref()))
-            }
-            Entry::Assumed(_) => None,
+            Entry::Read(stored) => Some((key.as_str(), stored.as_ref())),
+            Entry::Assumed(_) | Entry::Remembered(_) => None,
         })
     }
 
@@ -96,18 +138,36 @@ impl Snapshot {
     /// The value of `key`, `None` if absent.
     ///
     /// # Panics
-    /// If `key` was not read: that is a bug in the stage's list of reads.
+    /// If `key` was not read, or the cache kept only its digest (a key of
+    /// [`crate::stages::Stage::compared_only`]): either is a bug in the stage.
     pub fn value(&self, key: &str) -> Option<&[u8]> {
-        match self
-            .entries
-            .get(key)
-            .unwrap_or_else(|| panic!("stage read {key} without asking for it"))
-        {
-            Entry::Read(stored) | Entry::Remembered(stored) => {
-                stored.as_ref().map(|s| s.value.as_slice())
-            }
+        match self.entry(key) {
+            Entry::Read(stored) => stored.as_ref().map(|s| s.value.as_slice()),
+            Entry::Remembered(remembered) => remembered.as_ref().map(|r| match &r.kept {
+                Kept::Bytes(bytes) => bytes.as_slice(),
+                Kept::Digest(_) => panic!("stage read {key}, which it only compares"),
+            }),
             Entry::Assumed(value) => value.as_deref(),
         }
+    }
+
+    /// Whether `key` holds exactly `bytes` (`false` if absent). What a stage asks of a key
+    /// it only compares, whose value the cache may keep as a digest.
+    ///
+    /// # Panics
+    /// If `key` was not read: that is a bug in the stage's list of reads.
+    pub fn holds(&self, key: &str, bytes: &[u8]) -> bool {
+        match self.entry(key) {
+            Entry::Read(stored) => stored.as_ref().is_some_and(|s| s.value == bytes),
+            Entry::Remembered(remembered) => remembered.as_ref().is_some_and(|r| r.kept.is(bytes)),
+            Entry::Assumed(value) => value.as_deref() == Some(bytes),
+        }
+    }
+
+    fn entry(&self, key: &str) -> &Entry {
+        self.entries
+            .get(key)
+            .unwrap_or_else(|| panic!("stage read {key} without asking for it"))
     }
 
     /// The keys, in the order of [`Snapshot::guards`].
@@ -119,8 +179,11 @@ impl Snapshot {
     pub fn guards(&self) -> impl Iterator<Item = (&str, Guard<'_>)> {
         self.entries.iter().map(|(k, entry)| {
             let guard = match entry {
-                Entry::Read(stored) | Entry::Remembered(stored) => {
+                Entry::Read(stored) => {
                     Guard::Revision(stored.as_ref().map_or(0, |s| s.mod_revision))
+                }
+                Entry::Remembered(remembered) => {
+                    Guard::Revision(remembered.as_ref().map_or(0, |r| r.mod_revision))
                 }
                 Entry::Assumed(None) => Guard::Revision(0),
                 Entry::Assumed(Some(value)) => Guard::Value(value),

@@ -38,7 +38,10 @@
 //! Every key whose value and revision are known: a read, the keys a refused commit returns,
 //! and an applied commit's writes at its revision, as the stage anticipates them (normalize:
 //! a final job's job_state absent, since wrap removes it). Assumed keys are not learned:
-//! their revision is unknown.
+//! their revision is unknown. A large value of a key the stage only compares
+//! ([`Stage::compared_only`]) is learned as its SHA-256: [`Snapshot::holds`] answers the
+//! same from it as from the bytes, and [`Snapshot::value`] refuses it, so a stage that
+//! began to read such a key would fail its tests rather than decide on a digest.
 
 mod cache;
 #[cfg(test)]
@@ -50,7 +53,7 @@ use crate::error::Rejection;
 use crate::plan::{Decision, Lineage, Snapshot, Stored, Write};
 use crate::stages::Stage;
 
-pub use cache::{RecordCache, CACHE_BYTES};
+pub use cache::{RecordCache, CACHE_BYTES, DIGEST_ABOVE};
 
 /// The guess for `input` at its stage's `reads` (sources in the module's order), or `None`:
 /// read first. `lock` gives the stage's cache; it is called at most once, and the cache is
@@ -111,11 +114,19 @@ pub fn decide<S: Stage>(
     Ok(Next::Commit(decision))
 }
 
-/// Teaches the cache what a read found: the keys read, or those a refused commit returned.
-pub fn learn_read<C: DerefMut<Target = RecordCache>>(found: &Snapshot, lock: impl FnOnce() -> C) {
+/// Teaches the cache what a read for `input` found: the keys read, or those a refused
+/// commit returned.
+pub fn learn_read<S: Stage, C: DerefMut<Target = RecordCache>>(
+    stage: &S,
+    input: &S::Input,
+    found: &Snapshot,
+    lock: impl FnOnce() -> C,
+) {
+    let compared_only = stage.compared_only(input);
     let mut cache = lock();
-    for (key, stored) in found.known() {
-        cache.put(key.to_string(), stored.cloned());
+    for (key, stored) in found.read() {
+        let compared_only = compared_only.iter().any(|k| k == key);
+        cache.put(key.to_string(), stored.cloned(), compared_only);
     }
 }
 
@@ -129,17 +140,19 @@ pub fn learn_commit<S: Stage, C: DerefMut<Target = RecordCache>>(
     lock: impl FnOnce() -> C,
 ) {
     let removed_later = stage.removed_later(input);
+    let compared_only = stage.compared_only(input);
     let mut cache = lock();
     for write in writes {
         match write {
-            Write::Put { key, value } if !removed_later.contains(&key) => cache.put(
-                key,
-                Some(Stored {
+            Write::Put { key, value } if !removed_later.contains(&key) => {
+                let compared_only = compared_only.contains(&key);
+                let stored = Stored {
                     value: value.into_bytes(),
                     mod_revision: revision,
-                }),
-            ),
-            Write::Put { key, .. } | Write::Delete { key } => cache.put(key, None),
+                };
+                cache.put(key, Some(stored), compared_only)
+            }
+            Write::Put { key, .. } | Write::Delete { key } => cache.put(key, None, false),
         }
     }
 }

@@ -76,6 +76,12 @@ impl Stage for Capture {
         vec![keys.heat_stack, keys.heat_stack_order]
     }
 
+    /// The heat_stacks record: [`Capture::decide`] only asks whether it is this result's.
+    fn compared_only(&self, input: &HeatResult) -> Vec<String> {
+        let job = &input.job;
+        vec![self.keys.heat_stack(&job.path(), &job.resource_id)]
+    }
+
     fn decide(
         &self,
         input: &HeatResult,

@@ -135,6 +135,13 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The keys of [`Stage::reads`] for `input` whose value [`Stage::decide`] only compares
+    /// with bytes it has ([`Snapshot::holds`]) and never reads ([`Snapshot::value`]): the
+    /// stage's cache may keep a large one as its digest. By default none.
+    fn compared_only(&self, _input: &Self::Input) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The step itself. Pure: the same input, snapshot and lineage give the same decision.
     /// Any key of the snapshot may be a guess (the commit confirms it), so it must not
     /// assume the snapshot was read.
@@ -183,7 +190,6 @@ fn guarded_write(
         .map(|o| o.order());
     let order_bytes = order.to_bytes();
     let order = order.order();
-    let stored_record = snapshot.value(record_key);
     match stored_order {
         Some(stored) if stored > order => Decision {
             writes: vec![],
@@ -191,7 +197,7 @@ fn guarded_write(
             handoff: None,
         },
         Some(stored) if stored == order => {
-            let same = stored_record == Some(&record[..]);
+            let same = snapshot.holds(record_key, &record);
             Decision {
                 writes: vec![],
                 outcome: if same {

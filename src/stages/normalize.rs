@@ -36,6 +36,12 @@ impl Stage for Normalize {
         vec![keys.job_state, keys.job_state_order]
     }
 
+    /// The job_state record: [`Normalize::decide`] only asks whether it is this result's.
+    fn compared_only(&self, input: &NormalizeRequest) -> Vec<String> {
+        let job = &input.job;
+        vec![self.keys.job_state(&job.path(), &job.resource_id)]
+    }
+
     /// This job's job_state, if wrap will remove it (`wrap_removes_job_state`): by the
     /// next version, it is most likely gone.
     fn removed_later(&self, input: &NormalizeRequest) -> Vec<String> {

@@ -81,6 +81,12 @@ impl Stage for Wrap {
         vec![keys.state, keys.job_state, keys.job_state_order]
     }
 
+    /// job_state: [`Wrap::decide`] only asks whether it is what normalize wrote for this job.
+    fn compared_only(&self, input: &WrapInput) -> Vec<String> {
+        let job = &input.request.job;
+        vec![self.keys.job_state(&job.path(), &job.resource_id)]
+    }
+
     /// For a job's first version, guesses what normalize just wrote: job_state holding
     /// this job's record under this job's order ([`Wrap::inferred`]), and no `/state` yet.
     /// A later version reads when the cache does not know its `/state` (an earlier
@@ -176,7 +182,7 @@ impl Stage for Wrap {
             .and_then(Order::from_bytes);
         let job_state_is_ours = stored_order.is_some_and(|order| {
             order.version == request.job.version && wrap_removes_job_state(order)
-        }) && snapshot.value(&keys.job_state) == Some(job_state.as_slice());
+        }) && snapshot.holds(&keys.job_state, job_state);
         if job_state_is_ours {
             writes.push(Write::Delete {
                 key: keys.job_state,

@@ -89,7 +89,7 @@ pub(super) struct Handled {
 /// One stage of one process: the stage and its cache, driven as the runner drives them.
 pub(super) struct Process<S> {
     pub(super) stage: S,
-    cache: RecordCache,
+    pub(super) cache: RecordCache,
     /// Decisions taken on a guess whose guards held, each checked against a read.
     guesses_checked: usize,
 }
@@ -112,7 +112,7 @@ impl<S: Stage> Process<S> {
         let mut snapshot = guess.unwrap_or_else(|| {
             requests += 1;
             let found = etcd.read(&reads);
-            learn_read(&found, || &mut self.cache);
+            learn_read(&self.stage, &input, &found, || &mut self.cache);
             found
         });
         loop {
@@ -143,7 +143,7 @@ impl<S: Stage> Process<S> {
                 }
                 Err(found) => {
                     retries += 1;
-                    learn_read(&found, || &mut self.cache);
+                    learn_read(&self.stage, &input, &found, || &mut self.cache);
                     snapshot = found;
                 }
             }
@@ -275,6 +275,11 @@ pub(super) fn both_ways<S: Stage>(
 /// A Heat result for the seed's port: `action` at `version` ended in `status`. The outputs
 /// name the version, so that each version's records differ. A delete has no stack.
 pub(super) fn heat_result(action: &str, version: u64, status: &str) -> Vec<u8> {
+    heat_result_with(action, version, status, "")
+}
+
+/// [`heat_result`] with `padding` appended to the version's output: its records grow.
+pub(super) fn heat_result_with(action: &str, version: u64, status: &str, padding: &str) -> Vec<u8> {
     let mut result: serde_json::Value = serde_json::from_slice(SEED_INPUT).unwrap();
     result["job"]["action"] = action.into();
     result["job"]["version"] = version.into();
@@ -284,7 +289,7 @@ pub(super) fn heat_result(action: &str, version: u64, status: &str) -> Vec<u8> {
         let stack = &mut result["stack"];
         stack["stack_status"] = status.into();
         stack["stack_status_reason"] = format!("{status}: version {version}").into();
-        stack["outputs"][2]["output_value"] = format!("port-v{version}").into();
+        stack["outputs"][2]["output_value"] = format!("port-v{version}{padding}").into();
     }
     serde_json::to_vec(&result).unwrap()
 }

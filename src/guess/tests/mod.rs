@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::keys::Keyspace;
-use crate::plan::{Guard, Outcome};
+use crate::plan::{Guard, Kept, Outcome, Remembered};
 use crate::records::Encoded;
 use crate::stages::test_support::{lineage, snapshot as read_of, step, SEED_INPUT};
 use crate::stages::{Capture, Normalize, Wrap};
@@ -48,6 +48,39 @@ fn a_life_decided_on_guesses_is_decided_as_on_reads_at_one_request_a_stage() {
     let outcomes: Vec<_> = again.iter().map(|h| h.decision.outcome).collect();
     assert_eq!(outcomes, [Duplicate, Stale]);
     assert_eq!(pipeline.guesses_checked(), 18);
+    pipeline.assert_same_records();
+}
+
+#[test]
+fn a_large_record_only_compared_is_remembered_as_its_digest_and_compares_the_same() {
+    let padding = "x".repeat(DIGEST_ABOVE);
+    let created = heat_result_with("create", 1, "CREATE_COMPLETE", &padding);
+    let modified = heat_result_with("modify", 2, "UPDATE_COMPLETE", &padding);
+    let mut pipeline = Pipeline::new();
+    pipeline.run(&created);
+    pipeline.run(&modified);
+    let heat_stack = "/esi-worker/heat_stacks/v2.0/ports/23464cbc-d910-430a-93f7-3776ea07f992";
+    let remembered = pipeline
+        .capture
+        .cache
+        .recall_all([heat_stack.to_string()].iter());
+    let kept = remembered.unwrap().pop().unwrap().1.unwrap().kept;
+    assert!(matches!(kept, Kept::Digest(_)), "kept as its digest");
+
+    // A redelivery is told a duplicate from the digest, on a guess, as on a read...
+    let again = pipeline.run(&modified);
+    assert_eq!(costs(&again), [(1, 0); 2]);
+    let outcomes: Vec<_> = again.iter().map(|h| h.decision.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Duplicate, Outcome::Stale]);
+    // ...and a different result of the same version and phase is stale, not a duplicate.
+    let other = heat_result_with("modify", 2, "UPDATE_COMPLETE", &padding.replace('x', "y"));
+    let other = pipeline.run(&other);
+    assert_eq!(costs(&other), [(1, 0)]);
+    assert_eq!(other[0].decision.outcome, Outcome::Stale);
+    assert!(
+        pipeline.guesses_checked() >= 8,
+        "decided on guesses, each checked"
+    );
     pipeline.assert_same_records();
 }
 
@@ -171,7 +204,11 @@ fn a_read_is_learned_but_not_what_was_assumed() {
     let mut found = read_of(&keys[1..], &[("/read", b"r")]);
     found.assume(keys[0].clone(), b"a".to_vec());
     let mut cache = RecordCache::default();
-    learn_read(&found, || &mut cache);
+    let capture = Capture {
+        keys: Keyspace::new("", "v2.0"),
+    };
+    let input = capture.decode(SEED_INPUT).unwrap();
+    learn_read(&capture, &input, &found, || &mut cache);
     assert!(cache.recall_all(keys[1..].iter()).is_some());
     assert!(cache.recall_all(keys.iter()).is_none());
 }
@@ -207,8 +244,8 @@ fn a_decision_on_a_guess_is_confirmed_and_one_too_large_for_its_guards_reads_fir
     // The same duplicate on a guess (remembered, say) must still be confirmed.
     let mut remembered = Snapshot::default();
     for key in read.keys() {
-        let value = read.value(key).map(|v| Stored {
-            value: v.to_vec(),
+        let value = read.value(key).map(|v| Remembered {
+            kept: Kept::Bytes(v.to_vec()),
             mod_revision: 1,
         });
         remembered.remember(key.to_string(), value);
