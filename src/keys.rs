@@ -70,6 +70,14 @@ impl Keyspace {
         self.key(Family::StateLineage, path, id)
     }
 
+    /// Whether `key` is one of `family`'s keys in this keyspace. No allocation: a stage's
+    /// cache asks it of every key it learns.
+    pub fn is_of(&self, family: Family, key: &str) -> bool {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(family.base()))
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     /// The prefix under which every record of one family lives, for scans (`audit`):
     /// `family` is one of [`Family::ALL`]. Keys under it end in `<path>/<id>`.
     pub fn family_prefix(&self, family: Family) -> String {
@@ -157,6 +165,26 @@ pub struct JobKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_of_its_own_family_only() {
+        let keys = Keyspace::new("/site", "v2.0");
+        for family in Family::ALL {
+            let key = keys.key(family, "ports", "a");
+            for other in Family::ALL {
+                assert_eq!(
+                    keys.is_of(other, &key),
+                    other == family,
+                    "{key} of {other:?}"
+                );
+            }
+        }
+        assert!(!keys.is_of(Family::State, "/site/stateful/v2.0/ports/a"));
+        assert!(
+            !keys.is_of(Family::State, "/state/v2.0/ports/a"),
+            "another prefix"
+        );
+    }
 
     #[test]
     fn keys_match_the_seed() {

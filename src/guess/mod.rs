@@ -114,18 +114,16 @@ pub fn decide<S: Stage>(
     Ok(Next::Commit(decision))
 }
 
-/// Teaches the cache what a read for `input` found: the keys read, or those a refused
-/// commit returned.
+/// Teaches `stage`'s cache what a read found: the keys read, or those a refused commit
+/// returned.
 pub fn learn_read<S: Stage, C: DerefMut<Target = RecordCache>>(
     stage: &S,
-    input: &S::Input,
     found: &Snapshot,
     lock: impl FnOnce() -> C,
 ) {
-    let compared_only = stage.compared_only(input);
     let mut cache = lock();
     for (key, stored) in found.read() {
-        let compared_only = compared_only.iter().any(|k| k == key);
+        let compared_only = stage.compared_only(key);
         cache.put(key.to_string(), stored.cloned(), compared_only);
     }
 }
@@ -140,12 +138,11 @@ pub fn learn_commit<S: Stage, C: DerefMut<Target = RecordCache>>(
     lock: impl FnOnce() -> C,
 ) {
     let removed_later = stage.removed_later(input);
-    let compared_only = stage.compared_only(input);
     let mut cache = lock();
     for write in writes {
         match write {
             Write::Put { key, value } if !removed_later.contains(&key) => {
-                let compared_only = compared_only.contains(&key);
+                let compared_only = stage.compared_only(&key);
                 let stored = Stored {
                     value: value.into_bytes(),
                     mod_revision: revision,

@@ -161,7 +161,7 @@ async fn apply<S: Stage>(
             StepError::Rejected(_) => backoff::Error::permanent(e),
             StepError::Transient(_) => backoff::Error::transient(e),
         })?;
-        guess::learn_read(stage, input, &snapshot, cache);
+        guess::learn_read(stage, &snapshot, cache);
         Ok::<_, backoff::Error<StepError>>(snapshot)
     };
     let attempt = || async {
@@ -190,7 +190,7 @@ async fn apply<S: Stage>(
                     return Ok(decision);
                 }
                 Ok((Commit::Changed(found), _)) => {
-                    guess::learn_read(stage, input, &found, cache);
+                    guess::learn_read(stage, &found, cache);
                     StoreRetried {
                         stage: stage.name(),
                         cause: if guessed {

@@ -2,7 +2,7 @@
 
 use super::{guarded_write, Stage, StageName};
 use crate::error::Rejection;
-use crate::keys::Keyspace;
+use crate::keys::{Family, Keyspace};
 use crate::lifecycle::{classify, Progress, DELETE_COMPLETE};
 use crate::message::{Action, HeatResult, Job};
 use crate::outputs::PythonOutputs;
@@ -77,9 +77,8 @@ impl Stage for Capture {
     }
 
     /// The heat_stacks record: [`Capture::decide`] only asks whether it is this result's.
-    fn compared_only(&self, input: &HeatResult) -> Vec<String> {
-        let job = &input.job;
-        vec![self.keys.heat_stack(&job.path(), &job.resource_id)]
+    fn compared_only(&self, key: &str) -> bool {
+        self.keys.is_of(Family::HeatStacks, key)
     }
 
     fn decide(

@@ -135,11 +135,12 @@ pub trait Stage: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// The keys of [`Stage::reads`] for `input` whose value [`Stage::decide`] only compares
-    /// with bytes it has ([`Snapshot::holds`]) and never reads ([`Snapshot::value`]): the
-    /// stage's cache may keep a large one as its digest. By default none.
-    fn compared_only(&self, _input: &Self::Input) -> Vec<String> {
-        Vec::new()
+    /// Whether [`Stage::decide`] only compares the value at `key`, one of its
+    /// [`Stage::reads`], with bytes it has ([`Snapshot::holds`]) and never reads it
+    /// ([`Snapshot::value`]): the stage's cache may keep a large one as its digest. By
+    /// default no key.
+    fn compared_only(&self, _key: &str) -> bool {
+        false
     }
 
     /// The step itself. Pure: the same input, snapshot and lineage give the same decision.

@@ -2,7 +2,7 @@
 
 use super::{guarded_write, wrap_removes_job_state, Stage, StageName};
 use crate::error::Rejection;
-use crate::keys::Keyspace;
+use crate::keys::{Family, Keyspace};
 use crate::lifecycle::classify;
 use crate::message::Job;
 use crate::plan::{Decision, Lineage, Snapshot};
@@ -37,9 +37,8 @@ impl Stage for Normalize {
     }
 
     /// The job_state record: [`Normalize::decide`] only asks whether it is this result's.
-    fn compared_only(&self, input: &NormalizeRequest) -> Vec<String> {
-        let job = &input.job;
-        vec![self.keys.job_state(&job.path(), &job.resource_id)]
+    fn compared_only(&self, key: &str) -> bool {
+        self.keys.is_of(Family::JobState, key)
     }
 
     /// This job's job_state, if wrap will remove it (`wrap_removes_job_state`): by the

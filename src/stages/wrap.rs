@@ -2,7 +2,7 @@
 
 use super::{wrap_removes_job_state, Stage, StageName};
 use crate::error::Rejection;
-use crate::keys::Keyspace;
+use crate::keys::{Family, Keyspace};
 use crate::lifecycle::{classify, Phase, Progress};
 use crate::message::Job;
 use crate::outputs::OutputsString;
@@ -82,9 +82,8 @@ impl Stage for Wrap {
     }
 
     /// job_state: [`Wrap::decide`] only asks whether it is what normalize wrote for this job.
-    fn compared_only(&self, input: &WrapInput) -> Vec<String> {
-        let job = &input.request.job;
-        vec![self.keys.job_state(&job.path(), &job.resource_id)]
+    fn compared_only(&self, key: &str) -> bool {
+        self.keys.is_of(Family::JobState, key)
     }
 
     /// For a job's first version, guesses what normalize just wrote: job_state holding

@@ -112,7 +112,7 @@ impl<S: Stage> Process<S> {
         let mut snapshot = guess.unwrap_or_else(|| {
             requests += 1;
             let found = etcd.read(&reads);
-            learn_read(&self.stage, &input, &found, || &mut self.cache);
+            learn_read(&self.stage, &found, || &mut self.cache);
             found
         });
         loop {
@@ -143,7 +143,7 @@ impl<S: Stage> Process<S> {
                 }
                 Err(found) => {
                     retries += 1;
-                    learn_read(&self.stage, &input, &found, || &mut self.cache);
+                    learn_read(&self.stage, &found, || &mut self.cache);
                     snapshot = found;
                 }
             }
