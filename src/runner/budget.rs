@@ -11,12 +11,14 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of message bodies one stage of a process works on at once, by default
-/// (`--in-flight-bytes`). A full prefetch of creates (about 1.5 KiB each) is a fifth of it,
-/// so their batches are as large as the count allows; 64 KiB outputs run 8 at a time. On the
-/// benchmark's lifecycle (6,000 messages, outputs 1-64 KiB), peak RSS of `run all` was 60.0 MiB
-/// with 512 KiB, 57.6 with 256 KiB, 70.2 with 2 MiB and 66.9 unbounded; 66-71 MiB at 20,000
-/// messages with 512 KiB (docs/SCALING.md).
-pub const DEFAULT_IN_FLIGHT_BYTES: usize = 512 << 10;
+/// (`--in-flight-bytes`). A full prefetch of creates (about 1.5 KiB each) is under half of it,
+/// so their batches are as large as the count allows; 64 KiB outputs run 4 at a time. A body
+/// in work costs several times its size (decoded, encoded as a record and as a hand-off,
+/// batched), so this is what holds the peak RSS with large outputs: on the benchmark's
+/// lifecycle (20,000 messages, outputs 1-64 KiB) `run all` peaked at 63.6-64.0 MiB with
+/// 512 KiB and 57.5-57.7 MiB with 256 KiB, with no loss of drain rate (docs/SCALING.md,
+/// "The in-flight budget at 256 KiB").
+pub const DEFAULT_IN_FLIGHT_BYTES: usize = 256 << 10;
 
 /// The bytes a stage may have in work; cloned into each delivery's task.
 #[derive(Clone)]
