@@ -5,7 +5,7 @@
 //! `store/batch.rs` batches (what waits goes as one transaction, at most 120 compares or
 //! operations, four in flight), a persistent, mandatory, confirmed hand-off on a channel of
 //! its own (capture and normalize), and an ack batched as `runner/acks.rs` does (one
-//! `multiple` ack per run of finished tags, a lone ack after 5 ms). One connection for the
+//! `multiple` ack per run of finished tags, a lone ack after `HOLD`). One connection for the
 //! three stages, like `run all`.
 //!
 //! No JSON, no decisions: the bytes are templates made once, at start, by the pipeline's
