@@ -12,12 +12,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of message bodies one stage of a process works on at once, by default
 /// (`--in-flight-bytes`). A full prefetch of creates (about 1.5 KiB each) is under half of it,
-/// so their batches are as large as the count allows; 64 KiB outputs run 4 at a time. A body
-/// in work costs several times its size (decoded, encoded as a record and as a hand-off,
-/// batched), so this is what holds the peak RSS with large outputs: on the benchmark's
-/// lifecycle (20,000 messages, outputs 1-64 KiB) `run all` peaked at 63.6-64.0 MiB with
-/// 512 KiB and 57.5-57.7 MiB with 256 KiB, with no loss of drain rate (docs/SCALING.md,
-/// "The in-flight budget at 256 KiB").
+/// so their batches are as large as the count allows; messages with 64 KiB outputs (a little
+/// over 64 KiB each) run 3 at a time. A body in work costs several times its size (decoded,
+/// encoded as a record and as a hand-off, batched), so this is what holds the peak RSS with
+/// large outputs: on the benchmark's lifecycle (20,000 messages, outputs 1-64 KiB) `run all`
+/// peaked at 63.6-64.0 MiB with 512 KiB and 57.5-57.7 MiB with 256 KiB, with no loss of drain
+/// rate (docs/SCALING.md, "The in-flight budget at 256 KiB").
 pub const DEFAULT_IN_FLIGHT_BYTES: usize = 256 << 10;
 
 /// The bytes a stage may have in work; cloned into each delivery's task.
