@@ -143,8 +143,9 @@ pub struct Stack {
     pub stack_status: String,
     #[serde(default)]
     pub stack_status_reason: Option<String>,
-    /// Heat's outputs, each kept exactly as it arrived (key order and number text).
-    #[serde(default, deserialize_with = "crate::outputs::deserialize_values")]
+    /// Heat's outputs, each kept exactly as it arrived (key order and number text): parsed
+    /// from text, never out of another [`Value`] (see [`take_outputs`]).
+    #[serde(default)]
     pub outputs: Option<Vec<Value>>,
 }
 
@@ -156,7 +157,17 @@ pub struct HeatResult {
     pub stack: Option<Stack>,
 }
 
-/// A body with its stack left as text, parsed once by [`decode_stack`].
+/// A body whose stack is in the form this pipeline's publishers use (the stack object
+/// itself), parsed in one pass by [`HeatResult::decode`].
+#[derive(Deserialize)]
+struct PlainHeatResult {
+    job: Job,
+    #[serde(default)]
+    stack: Option<Stack>,
+}
+
+/// A body with its stack left as text, parsed by [`decode_stack`]: the way of Heat's body
+/// form and of a body that does not decode.
 #[derive(Deserialize)]
 struct RawHeatResult<'a> {
     job: Job,
@@ -166,46 +177,76 @@ struct RawHeatResult<'a> {
 
 impl HeatResult {
     /// Decodes and validates a message body.
+    ///
+    /// A body in the plain form is parsed in one pass, its outputs straight into
+    /// [`Value`]s: at 64 KiB of outputs each further pass over them (skipping the stack as
+    /// raw text, copying the outputs out, parsing them again) was a sizeable part of
+    /// capture's work. Any other body, or one that does not parse, takes
+    /// [`HeatResult::decode_any_form`], which accepts Heat's body form and names what is
+    /// wrong. Both check the same things in the same order.
     pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
+        let Ok(plain) = serde_json::from_slice::<PlainHeatResult>(body) else {
+            return HeatResult::decode_any_form(body);
+        };
+        refuse_duplicate_keys(body)?;
+        plain.job.validate()?;
+        check_outputs(plain.stack.as_ref())?;
+        HeatResult::new(plain.job, plain.stack)
+    }
+
+    /// [`HeatResult::decode`]'s way for Heat's body form and for a body it refuses.
+    fn decode_any_form(body: &[u8]) -> Result<HeatResult, Rejection> {
         let raw: RawHeatResult = decode_json(body)?;
-        if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
-            return Err(Rejection::invalid(duplicate));
-        }
+        refuse_duplicate_keys(body)?;
         raw.job.validate()?;
         let stack = match raw.stack {
             None => None,
             Some(text) => decode_stack(text)?,
         };
-        if stack.is_none() && raw.job.action != Action::Delete {
+        HeatResult::new(raw.job, stack)
+    }
+
+    /// The result, unless a stack is missing where only a delete may omit it.
+    fn new(job: Job, stack: Option<Stack>) -> Result<HeatResult, Rejection> {
+        if stack.is_none() && job.action != Action::Delete {
             return Err(Rejection::invalid(format!(
                 "stack is missing, which only a delete may omit (action {:?})",
-                raw.job.action
+                job.action
             )));
         }
-        Ok(HeatResult {
-            job: raw.job,
-            stack,
-        })
+        Ok(HeatResult { job, stack })
+    }
+}
+
+/// An object that names a key twice is refused ([`crate::strict_json`]).
+fn refuse_duplicate_keys(body: &[u8]) -> Result<(), Rejection> {
+    match crate::strict_json::find_duplicate_key(body) {
+        Some(duplicate) => Err(Rejection::invalid(duplicate)),
+        None => Ok(()),
     }
 }
 
 /// Accepts the stack as Heat's body (`{"stack": {...}}`) or as the object inside it; `None`
 /// for `null`.
 ///
-/// The stack object itself is parsed straight from its text, its outputs once more from
-/// theirs (`outputs::deserialize_values`). Heat's body form, and a stack that does not
-/// decode, take the way through a [`Value`], which also names the field that is wrong.
+/// The stack object itself is parsed straight from its text. Heat's body form, and a stack
+/// that does not decode, take the way through a [`Value`], which also names the field that
+/// is wrong.
 fn decode_stack(text: &RawValue) -> Result<Option<Stack>, Rejection> {
-    if let Ok(stack) = serde_json::from_str::<Option<Stack>>(text.get()) {
-        return check_outputs(stack);
-    }
-    let value: Value = serde_json::from_str(text.get())
-        .map_err(|e| Rejection::new(RejectKind::MalformedJson, e.to_string()))?;
-    decode_stack_value(value).map(Some)
+    let stack = match serde_json::from_str::<Option<Stack>>(text.get()) {
+        Ok(stack) => stack,
+        Err(_) => {
+            let value: Value = serde_json::from_str(text.get())
+                .map_err(|e| Rejection::new(RejectKind::MalformedJson, e.to_string()))?;
+            Some(decode_stack_value(value)?)
+        }
+    };
+    check_outputs(stack.as_ref())?;
+    Ok(stack)
 }
 
 fn decode_stack_value(value: Value) -> Result<Stack, Rejection> {
-    let inner = match value {
+    let mut inner = match value {
         Value::Object(mut map)
             if !map.contains_key("stack_status") && map.contains_key("stack") =>
         {
@@ -213,20 +254,39 @@ fn decode_stack_value(value: Value) -> Result<Stack, Rejection> {
         }
         other => other,
     };
-    let stack: Stack = serde_path_to_error::deserialize(inner)
+    let outputs = take_outputs(&mut inner)?;
+    let mut stack: Stack = serde_path_to_error::deserialize(inner)
         .map_err(|e| Rejection::invalid(format!("stack.{e}")))?;
-    Ok(check_outputs(Some(stack))?.expect("a stack was given"))
+    stack.outputs = outputs;
+    Ok(stack)
+}
+
+/// The outputs of a stack parsed into a [`Value`], moved out of it as they are.
+///
+/// Deserialized out of the `Value` instead, they would lose number text: serde_json (with
+/// `arbitrary_precision`) hands a `Value`'s number beyond `i128`/`u128` to the next
+/// deserializer as an `f64` when that `f64`'s `Display` spells the same text, as it does
+/// for a round one (`10**40` came out as `1e+40`, where Python keeps all 41 digits).
+fn take_outputs(stack: &mut Value) -> Result<Option<Vec<Value>>, Rejection> {
+    match stack.as_object_mut().and_then(|map| map.remove("outputs")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(outputs)) => Ok(Some(outputs)),
+        Some(other) => {
+            let wrong = Vec::<Value>::deserialize(other).expect_err("only an array is a list");
+            Err(Rejection::invalid(format!("stack.outputs: {wrong}")))
+        }
+    }
 }
 
 /// Every output is an object.
-fn check_outputs(stack: Option<Stack>) -> Result<Option<Stack>, Rejection> {
-    let outputs = stack.as_ref().and_then(|s| s.outputs.as_ref());
+fn check_outputs(stack: Option<&Stack>) -> Result<(), Rejection> {
+    let outputs = stack.and_then(|s| s.outputs.as_ref());
     if let Some(at) = outputs.and_then(|o| o.iter().position(|o| !o.is_object())) {
         return Err(Rejection::invalid(format!(
             "stack.outputs[{at}]: expected an object"
         )));
     }
-    Ok(stack)
+    Ok(())
 }
 
 /// Parses a JSON body into `T`, naming the offending field on failure.

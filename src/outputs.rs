@@ -16,8 +16,7 @@
 //!   Only records built from it encode ([`crate::records::encode`]), and a hand-off
 //!   carrying it says so (`"outputs_form": "python"`, [`HandoffOutputs::FORM`]).
 
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -120,25 +119,6 @@ impl RawOutputs {
         let values: Vec<Value> =
             serde_json::from_str(text).map_err(|e| Rejection::invalid(format!("outputs: {e}")))?;
         PythonOutputs::encode(&values)
-    }
-}
-
-/// Heat's outputs as they arrived, for `#[serde(deserialize_with)]` where they are taken out
-/// of a [`Value`] rather than out of text (capture reads the stack as a `Value` first).
-///
-/// serde_json (with `arbitrary_precision`) hands a `Value`'s number beyond `i128`/`u128`
-/// to the next deserializer as an `f64` when that `f64`'s `Display` spells the same text,
-/// as it does for a round one: `10**40` came out as `1e+40`, where Python keeps all 41
-/// digits. A `Value` printed as text keeps every number's text, so the outputs are
-/// taken as that text and parsed from it.
-pub fn deserialize_values<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Vec<Value>>, D::Error> {
-    match Option::<Box<RawValue>>::deserialize(deserializer)? {
-        Some(raw) => serde_json::from_str(raw.get())
-            .map(Some)
-            .map_err(D::Error::custom),
-        None => Ok(None),
     }
 }
 

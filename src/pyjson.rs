@@ -15,7 +15,8 @@
 //! is what lets an integer larger than `u64` pass through unchanged. They keep it when a
 //! `Value` is parsed from text, not when one is deserialized out of another `Value`: there
 //! serde_json turns a round integer beyond `u128` into an `f64` (`1e+40`), which is why
-//! capture takes Heat's outputs through [`crate::outputs::deserialize_values`].
+//! capture parses Heat's outputs from text, or moves them out of a parsed stack as they are
+//! ([`crate::message::HeatResult::decode`]).
 
 use std::io::{self, Write};
 

@@ -96,6 +96,16 @@ fn names_what_is_wrong() {
                 RejectKind::InvalidMessage,
                 "stack.outputs[0]",
             ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack_name": "x", "stack_status": "CREATE_COMPLETE", "outputs": "none"}}"#,
+                RejectKind::InvalidMessage,
+                "stack.outputs: invalid type: string \"none\", expected a sequence",
+            ),
+            (
+                br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "stack": {"stack": {"stack_name": "x", "stack_status": "CREATE_COMPLETE", "outputs": {}}}}"#,
+                RejectKind::InvalidMessage,
+                "stack.outputs: invalid type: map, expected a sequence",
+            ),
         ];
     for (body, kind, needle) in cases {
         let r = rejection(body);

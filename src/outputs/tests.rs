@@ -154,24 +154,26 @@ fn numbers_in_outputs_reach_all_three_records_as_python_wrote_them() {
     }
 }
 
-/// The path capture takes: the stack is a [`Value`] first, and its outputs are taken out
-/// of it (through `serde_path_to_error`, for the field paths of its errors).
+/// Both ways capture decodes a stack: the plain form straight from text, and Heat's body
+/// form (`{"stack": {...}}`) through a [`Value`], out of which the outputs are moved.
 #[test]
-fn outputs_taken_out_of_a_value_keep_every_number() {
-    #[derive(Deserialize)]
-    struct Stack {
-        #[serde(default, deserialize_with = "deserialize_values")]
-        outputs: Option<Vec<Value>>,
-    }
+fn outputs_keep_every_number_in_either_form_of_the_stack() {
+    use crate::message::HeatResult;
+
     let heat = outputs_of(HEAT_NUMBERS);
-    let tree: Value = serde_json::from_str(&format!(r#"{{"outputs": {heat}}}"#)).unwrap();
-    let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
-    let outputs = PythonOutputs::encode(&stack.outputs.unwrap()).unwrap();
-    assert_eq!(outputs.as_str(), outputs_of(PYTHON_NUMBERS));
-    for absent in [r#"{}"#, r#"{"outputs": null}"#] {
-        let tree: Value = serde_json::from_str(absent).unwrap();
-        let stack: Stack = serde_path_to_error::deserialize(tree).unwrap();
-        assert_eq!(stack.outputs, None, "{absent}");
+    let stack =
+        format!(r#"{{"stack_name": "s", "stack_status": "CREATE_COMPLETE", "outputs": {heat}}}"#);
+    for stack in [stack.clone(), format!(r#"{{"stack": {stack}}}"#)] {
+        let body = format!(
+            r#"{{"job": {{"action": "create", "resource_type": "port", "resource_id": "n1", "version": 1, "tenant_id": "t"}}, "stack": {stack}}}"#
+        );
+        let outputs = HeatResult::decode(body.as_bytes())
+            .unwrap()
+            .stack
+            .unwrap()
+            .outputs;
+        let outputs = PythonOutputs::encode(&outputs.unwrap()).unwrap();
+        assert_eq!(outputs.as_str(), outputs_of(PYTHON_NUMBERS), "{stack}");
     }
 }
 
