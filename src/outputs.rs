@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{RejectKind, Rejection};
-use crate::pyjson;
+use crate::pyjson::{self, is_printable_ascii};
 
 /// The outputs list as `json.dumps(outputs)` writes it: a JSON array, printable ASCII.
 ///
@@ -172,18 +172,6 @@ impl Serialize for OutputsString {
         let raw = RawValue::from_string(quoted).expect("an escaped string is JSON");
         raw.serialize(serializer)
     }
-}
-
-/// Whether every byte is in `' '..='~'`. Counted over whole chunks without stopping early,
-/// which the compiler turns into vector instructions. With a byte-by-byte `all` instead,
-/// normalize took 680,639 instructions per 64 KiB lifecycle message; with this, 431,288
-/// (`scripts/instructions.sh`).
-fn is_printable_ascii(text: &str) -> bool {
-    text.as_bytes().chunks(64).all(|chunk| {
-        chunk
-            .iter()
-            .fold(true, |ok, &b| ok & (b.wrapping_sub(b' ') < b'~' - b' ' + 1))
-    })
 }
 
 #[cfg(test)]

@@ -40,8 +40,11 @@ struct Open<'a> {
 /// Whether an object of `body` names a key twice. Meant for JSON that parsed: on other
 /// input it answers without panicking, and what it answers does not matter.
 fn has_duplicate(body: &[u8]) -> bool {
-    let mut open: Vec<Open<'_>> = Vec::new();
-    let mut keys: Vec<Cow<'_, [u8]>> = Vec::new();
+    // Sized for a Heat result or a hand-off (a few levels deep, a few dozen keys open at
+    // once), so that neither grows on the way: growing them was 2 % of the three stages'
+    // instructions (`scripts/instructions.sh`).
+    let mut open: Vec<Open<'_>> = Vec::with_capacity(16);
+    let mut keys: Vec<Cow<'_, [u8]>> = Vec::with_capacity(64);
     let mut expect_key = false;
     let mut at = 0;
     while let Some(&byte) = body.get(at) {
@@ -62,11 +65,11 @@ fn has_duplicate(body: &[u8]) -> bool {
             }
             b',' => expect_key = open.last().is_some_and(|o| o.object),
             b'"' => {
-                let Some(end) = string_end(body, at + 1) else {
+                let Some((end, escaped)) = string_end(body, at + 1) else {
                     return false;
                 };
                 if expect_key {
-                    let Some(key) = key_at(body, at, end) else {
+                    let Some(key) = key_at(body, at, end, escaped) else {
                         return false;
                     };
                     let Some(object) = open.last_mut() else {
@@ -94,22 +97,25 @@ fn has_duplicate(body: &[u8]) -> bool {
     false
 }
 
-/// The index of the quote that ends the string whose text starts at `from`.
-fn string_end(body: &[u8], mut from: usize) -> Option<usize> {
+/// The index of the quote that ends the string whose text starts at `from`, and whether
+/// the string holds an escape.
+fn string_end(body: &[u8], mut from: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
     loop {
         let found = from + memchr::memchr2(b'"', b'\\', body.get(from..)?)?;
         if body[found] == b'"' {
-            return Some(found);
+            return Some((found, escaped));
         }
+        escaped = true;
         from = found + 2;
     }
 }
 
 /// The key quoted from `start` to `end`, unescaped when it holds an escape (`"\u0061"` is
 /// `"a"`).
-fn key_at(body: &[u8], start: usize, end: usize) -> Option<Cow<'_, [u8]>> {
+fn key_at(body: &[u8], start: usize, end: usize, escaped: bool) -> Option<Cow<'_, [u8]>> {
     let text = &body[start + 1..end];
-    if !text.contains(&b'\\') {
+    if !escaped {
         return Some(Cow::Borrowed(text));
     }
     let key: String = serde_json::from_slice(&body[start..=end]).ok()?;
