@@ -185,7 +185,7 @@ impl HeatResult {
     /// [`HeatResult::decode_any_form`], which accepts Heat's body form and names what is
     /// wrong. Both check the same things in the same order.
     pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
-        let Ok(plain) = serde_json::from_slice::<PlainHeatResult>(body) else {
+        let Some(plain) = parse_text::<PlainHeatResult>(body) else {
             return HeatResult::decode_any_form(body);
         };
         refuse_duplicate_keys(body)?;
@@ -289,6 +289,15 @@ fn check_outputs(stack: Option<&Stack>) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// `body` parsed into `T` as text, if it is UTF-8 and parses.
+///
+/// Checked as UTF-8 once, whole, and parsed as a `str`: parsed as bytes, serde_json checks
+/// each string on its own, and those hundred short checks per message cost more than the
+/// one long one (2.2 % of `run all`'s instructions, under callgrind).
+fn parse_text<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
+    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
+}
+
 /// Parses a JSON body into `T`, naming the offending field on failure.
 ///
 /// Syntax errors (including non-UTF-8 input and nesting beyond serde_json's recursion
@@ -300,7 +309,7 @@ pub fn decode_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Rejectio
     }
     // The fast path: plain serde_json. Tracking the field path costs an allocation per
     // field, so it is paid only to explain a failure.
-    if let Ok(value) = serde_json::from_slice::<T>(body) {
+    if let Some(value) = parse_text::<T>(body) {
         return Ok(value);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
