@@ -73,7 +73,7 @@ impl Stage for Capture {
 
     fn reads(&self, input: &HeatResult) -> Vec<String> {
         let keys = self.keys.for_job(&input.job);
-        vec![keys.heat_stack, keys.heat_stack_order]
+        vec![keys.heat_stack(), keys.heat_stack_order()]
     }
 
     /// The heat_stacks record: [`Capture::decide`] only asks whether it is this result's.
@@ -101,8 +101,8 @@ impl Stage for Capture {
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
             snapshot,
-            &keys.heat_stack,
-            &keys.heat_stack_order,
+            &keys.heat_stack(),
+            &keys.heat_stack_order(),
             bytes,
             OrderKey::new(order, self.name().as_str(), lineage),
             |_| handoff,

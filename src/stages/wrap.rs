@@ -78,7 +78,7 @@ impl Stage for Wrap {
 
     fn reads(&self, input: &WrapInput) -> Vec<String> {
         let keys = self.keys.for_job(&input.request.job);
-        vec![keys.state, keys.job_state, keys.job_state_order]
+        vec![keys.state(), keys.job_state(), keys.job_state_order()]
     }
 
     /// job_state: [`Wrap::decide`] only asks whether it is what normalize wrote for this job.
@@ -102,7 +102,7 @@ impl Stage for Wrap {
         let mut snapshot = inferred;
         // Nothing inferred (a job_state too large to guard by value): read.
         snapshot.keys().next()?;
-        snapshot.assume_absent(self.keys.for_job(&input.request.job).state);
+        snapshot.assume_absent(self.keys.for_job(&input.request.job).state());
         Some(snapshot)
     }
 
@@ -121,13 +121,13 @@ impl Stage for Wrap {
             version: request.job.version,
             phase: progress.phase(),
         };
-        snapshot.assume(keys.job_state, job_state.clone());
+        snapshot.assume(keys.job_state(), job_state.clone());
         // The bytes normalize wrote, lineage included; an older normalize wrote the bare order.
         let order_bytes = match &request.job_state_order {
             Some(bytes) => bytes.as_bytes().to_vec(),
             None => order.to_bytes(),
         };
-        snapshot.assume(keys.job_state_order, order_bytes);
+        snapshot.assume(keys.job_state_order(), order_bytes);
         snapshot
     }
 
@@ -150,10 +150,11 @@ impl Stage for Wrap {
             });
         };
         let keys = self.keys.for_job(&request.job);
+        let (state_key, job_state_key) = (keys.state(), keys.job_state());
         let mut writes = Vec::with_capacity(2);
 
         let stored_version = snapshot
-            .value(&keys.state)
+            .value(&state_key)
             .and_then(|bytes| serde_json::from_slice::<StoredStateVersion>(bytes).ok())
             .map(|s| s.version);
         let outcome = match stored_version {
@@ -161,7 +162,7 @@ impl Stage for Wrap {
             Some(v) if v == record.version => Outcome::Duplicate,
             _ => {
                 writes.push(Write::Put {
-                    key: keys.state.clone(),
+                    key: state_key,
                     value: encode(&record)?,
                 });
                 let ours = Order {
@@ -169,7 +170,7 @@ impl Stage for Wrap {
                     phase: Phase::Final,
                 };
                 writes.push(Write::Put {
-                    key: keys.state_lineage.clone(),
+                    key: keys.state_lineage(),
                     value: OrderKey::new(ours, self.name().as_str(), lineage).to_bytes(),
                 });
                 Outcome::Written
@@ -177,15 +178,13 @@ impl Stage for Wrap {
         };
 
         let stored_order = snapshot
-            .value(&keys.job_state_order)
+            .value(&keys.job_state_order())
             .and_then(Order::from_bytes);
         let job_state_is_ours = stored_order.is_some_and(|order| {
             order.version == request.job.version && wrap_removes_job_state(order)
-        }) && snapshot.holds(&keys.job_state, job_state);
+        }) && snapshot.holds(&job_state_key, job_state);
         if job_state_is_ours {
-            writes.push(Write::Delete {
-                key: keys.job_state,
-            });
+            writes.push(Write::Delete { key: job_state_key });
         }
 
         Ok(Decision {

@@ -213,23 +213,23 @@ fn the_previous_releases_hand_offs_drive_this_release_to_the_records_it_wrote() 
 fn the_seed_recorded_from_the_previous_release_gives_the_seed_records_byte_for_byte() {
     let seed = |name: &str| read(&format!("tests/fixtures/seed/{name}.port.bytes"));
     let (_, normalize, wrap) = stages();
-    let keys = Keyspace::new("", "v2.0").for_job(
-        &NormalizeRequest::decode(&recorded("seed", "normalize"))
-            .unwrap()
-            .job,
-    );
+    let keyspace = Keyspace::new("", "v2.0");
+    let job = NormalizeRequest::decode(&recorded("seed", "normalize"))
+        .unwrap()
+        .job;
+    let keys = keyspace.for_job(&job);
     let recorded_etcd = etcd_after("seed");
-    assert_eq!(recorded_etcd[&keys.heat_stack], seed("heat_stacks"));
-    assert_eq!(recorded_etcd[&keys.state], seed("state"));
-    assert!(keys.state.ends_with(SEED_ID));
+    assert_eq!(recorded_etcd[&keys.heat_stack()], seed("heat_stacks"));
+    assert_eq!(recorded_etcd[&keys.state()], seed("state"));
+    assert!(keys.state().ends_with(SEED_ID));
 
     let mut store = Store::new();
     step(&normalize, &mut store, &recorded("seed", "normalize"));
-    assert_eq!(store[&keys.job_state], seed("job_state"));
+    assert_eq!(store[&keys.job_state()], seed("job_state"));
     step(&wrap, &mut store, &recorded("seed", "wrap"));
-    assert_eq!(store[&keys.state], seed("state"));
+    assert_eq!(store[&keys.state()], seed("state"));
     assert!(
-        !store.contains_key(&keys.job_state),
+        !store.contains_key(&keys.job_state()),
         "wrap removes job_state"
     );
 }
