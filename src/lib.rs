@@ -31,6 +31,7 @@ pub mod plan;
 pub mod pyjson;
 pub mod records;
 pub mod runner;
+mod scratch;
 pub mod secrets;
 pub mod stages;
 pub mod store;

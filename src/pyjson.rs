@@ -36,10 +36,9 @@ use serde_json::ser::{CharEscape, Formatter, Serializer};
 /// Fails only for a number that Python would print as `Infinity` or `NaN`: those are not
 /// JSON, and no reader of the records could parse them.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
-    let mut ser = Serializer::with_formatter(&mut out, PythonFormatter);
-    value.serialize(&mut ser)?;
-    Ok(out)
+    crate::scratch::exact_vec(|out| {
+        value.serialize(&mut Serializer::with_formatter(out, PythonFormatter))
+    })
 }
 
 /// Same as [`to_vec`], as a `String` (the output is always ASCII).

@@ -354,14 +354,19 @@ mod sealed {
 /// heat_pipeline::records::encode(&stored).unwrap();
 /// ```
 ///
-/// The bytes are sized to fit: the writer grows its buffer by doubling, and a record is
-/// held (in flight, in an etcd batch, in the stage's cache) long enough for that slack to
-/// be a large share of a process's memory when outputs are tens of KiB.
+/// The bytes are exactly sized ([`pyjson::to_vec`]): a record is held (in flight, in an etcd
+/// batch, in the stage's cache) long enough for slack to be a large share of a process's
+/// memory when outputs are tens of KiB.
 pub fn encode<R: Record>(record: &R) -> Result<Encoded, Rejection> {
-    let mut bytes = pyjson::to_vec(record)
+    let bytes = pyjson::to_vec(record)
         .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
-    bytes.shrink_to_fit();
     Ok(Encoded(bytes))
+}
+
+/// A hand-off's body, exactly sized like a record's.
+pub(crate) fn handoff_bytes<H: Serialize>(handoff: &H) -> Vec<u8> {
+    crate::scratch::exact_vec(|out| serde_json::to_writer(out, handoff))
+        .expect("a hand-off always serializes")
 }
 
 /// Bytes fit to be stored: a record in Python's form ([`encode`]) or an order key

@@ -7,7 +7,7 @@ use crate::lifecycle::{classify, Progress, DELETE_COMPLETE};
 use crate::message::{Action, HeatResult, Job};
 use crate::outputs::PythonOutputs;
 use crate::plan::{Decision, Lineage, Snapshot};
-use crate::records::{encode, HeatStackRecord, NormalizeRequest, Order, OrderKey};
+use crate::records::{encode, handoff_bytes, HeatStackRecord, NormalizeRequest, Order, OrderKey};
 
 /// Heat result capture.
 #[derive(Debug, Clone)]
@@ -93,11 +93,10 @@ impl Stage for Capture {
             version: input.job.version,
             phase: progress.phase(),
         };
-        let handoff = serde_json::to_vec(&NormalizeRequest {
+        let handoff = handoff_bytes(&NormalizeRequest {
             job: input.job.clone(),
             heat_stack: record,
-        })
-        .expect("a hand-off always serializes");
+        });
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
             snapshot,

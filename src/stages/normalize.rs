@@ -7,7 +7,7 @@ use crate::lifecycle::classify;
 use crate::message::Job;
 use crate::plan::{Decision, Lineage, Snapshot};
 use crate::records::{
-    encode, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
+    encode, handoff_bytes, Handoff, JobStateRecord, NormalizeRequest, Order, OrderKey, WrapRequest,
 };
 
 /// Job-state normalization.
@@ -75,13 +75,12 @@ impl Stage for Normalize {
             phase: progress.phase(),
         };
         let handoff = |order_bytes: &[u8]| {
-            serde_json::to_vec(&WrapRequest {
+            handoff_bytes(&WrapRequest {
                 job: input.job.clone(),
                 job_state: record,
                 status_reason: stack.status_reason.clone(),
                 job_state_order: Some(String::from_utf8_lossy(order_bytes).into_owned()),
             })
-            .expect("a hand-off always serializes")
         };
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
