@@ -57,7 +57,7 @@ pub(super) async fn handle<S: Stage>(
     let span = tracing::info_span!(
         "message",
         stage = %worker.stage.name(),
-        trace_id = %trace.trace_id,
+        trace_id = %trace.trace_id(),
         message_id = ?delivery.properties.message_id().as_ref().map(|id| id.as_str()),
         tag = delivery.delivery_tag,
         redelivered = delivery.redelivered,
@@ -103,7 +103,7 @@ async fn process<S: Stage>(
     step.lap(Step::Turn);
     let lineage = Lineage {
         written_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        trace_id: trace.trace_id.clone(),
+        trace_id: trace.trace_id().to_string(),
     };
     // Boxed: its retries and commits are most of this future's size.
     let decision = match Box::pin(apply(worker, &input, &lineage)).await {

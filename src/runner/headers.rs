@@ -101,7 +101,7 @@ pub(super) fn admit(delivery: &Delivery, max_body: usize) -> Result<(), Rejectio
 /// one, the publish time. Nothing else travels on.
 pub(super) fn handoff(delivery: &Delivery, trace: &TraceParent) -> FieldTable {
     let mut headers = FieldTable::default();
-    headers.insert(TRACEPARENT.into(), long_string(&trace.child().header()));
+    headers.insert(TRACEPARENT.into(), long_string(trace.child().header()));
     if let Some(published) = published_at(delivery) {
         headers.insert(PUBLISHED_AT.into(), AMQPValue::LongLongInt(published));
     }

@@ -147,7 +147,7 @@ impl<'a> Publisher<'a> {
         let mut headers = properties.headers().clone().unwrap_or_default();
         headers.insert(
             "traceparent".into(),
-            amqp::long_string(&TraceParent::start().header()),
+            amqp::long_string(TraceParent::start().header()),
         );
         headers.insert("x-reconciled".into(), amqp::long_string("true"));
         properties = properties.with_headers(headers);

@@ -321,10 +321,11 @@ impl TestPipeline {
                     let headers = delivery.properties.headers().clone();
                     letters.push(DeadLetter {
                         body: delivery.data.clone(),
-                        stage: header_str(headers.as_ref(), "x-stage"),
-                        reason: header_str(headers.as_ref(), "x-error-reason"),
-                        class: header_str(headers.as_ref(), "x-error-class"),
-                        routing_key: header_str(headers.as_ref(), "x-original-routing-key"),
+                        stage: header_str(headers.as_ref(), "x-stage").map(String::from),
+                        reason: header_str(headers.as_ref(), "x-error-reason").map(String::from),
+                        class: header_str(headers.as_ref(), "x-error-class").map(String::from),
+                        routing_key: header_str(headers.as_ref(), "x-original-routing-key")
+                            .map(String::from),
                     });
                 }
                 None => {
