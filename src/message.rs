@@ -144,7 +144,7 @@ pub struct Stack {
     #[serde(default)]
     pub stack_status_reason: Option<String>,
     /// Heat's outputs, each kept exactly as it arrived (key order and number text): parsed
-    /// from text, never out of another [`Value`] (see [`take_outputs`]).
+    /// from text, never out of another [`Value`] (see `take_outputs`).
     #[serde(default)]
     pub outputs: Option<Vec<Value>>,
 }
@@ -182,7 +182,7 @@ impl HeatResult {
     /// [`Value`]s: at 64 KiB of outputs each further pass over them (skipping the stack as
     /// raw text, copying the outputs out, parsing them again) was a sizeable part of
     /// capture's work. Any other body, or one that does not parse, takes
-    /// [`HeatResult::decode_any_form`], which accepts Heat's body form and names what is
+    /// `HeatResult::decode_any_form`, which accepts Heat's body form and names what is
     /// wrong. Both check the same things in the same order.
     pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
         let Some(plain) = parse_text::<PlainHeatResult>(body) else {
