@@ -160,28 +160,9 @@ pub struct JobKeys<'a> {
 }
 
 impl JobKeys<'_> {
-    pub fn heat_stack(&self) -> String {
-        self.keyspace.heat_stack(&self.path, self.id)
-    }
-
-    pub fn heat_stack_order(&self) -> String {
-        self.keyspace.heat_stack_order(&self.path, self.id)
-    }
-
-    pub fn job_state(&self) -> String {
-        self.keyspace.job_state(&self.path, self.id)
-    }
-
-    pub fn job_state_order(&self) -> String {
-        self.keyspace.job_state_order(&self.path, self.id)
-    }
-
-    pub fn state(&self) -> String {
-        self.keyspace.state(&self.path, self.id)
-    }
-
-    pub fn state_lineage(&self) -> String {
-        self.keyspace.state_lineage(&self.path, self.id)
+    /// The resource's key in `family`.
+    pub fn key(&self, family: Family) -> String {
+        self.keyspace.key(family, &self.path, self.id)
     }
 }
 

@@ -73,7 +73,10 @@ impl Stage for Capture {
 
     fn reads(&self, input: &HeatResult) -> Vec<String> {
         let keys = self.keys.for_job(&input.job);
-        vec![keys.heat_stack(), keys.heat_stack_order()]
+        vec![
+            keys.key(Family::HeatStacks),
+            keys.key(Family::HeatStacksOrder),
+        ]
     }
 
     /// The heat_stacks record: [`Capture::decide`] only asks whether it is this result's.
@@ -100,8 +103,8 @@ impl Stage for Capture {
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
             snapshot,
-            &keys.heat_stack(),
-            &keys.heat_stack_order(),
+            &keys.key(Family::HeatStacks),
+            &keys.key(Family::HeatStacksOrder),
             bytes,
             OrderKey::new(order, self.name().as_str(), lineage),
             |_| handoff,

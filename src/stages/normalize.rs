@@ -33,7 +33,7 @@ impl Stage for Normalize {
 
     fn reads(&self, input: &NormalizeRequest) -> Vec<String> {
         let keys = self.keys.for_job(&input.job);
-        vec![keys.job_state(), keys.job_state_order()]
+        vec![keys.key(Family::JobState), keys.key(Family::JobStateOrder)]
     }
 
     /// The job_state record: [`Normalize::decide`] only asks whether it is this result's.
@@ -54,7 +54,7 @@ impl Stage for Normalize {
         if !wrap_removes_job_state(order) {
             return Vec::new();
         }
-        vec![self.keys.for_job(&input.job).job_state()]
+        vec![self.keys.for_job(&input.job).key(Family::JobState)]
     }
 
     fn decide(
@@ -85,8 +85,8 @@ impl Stage for Normalize {
         let keys = self.keys.for_job(&input.job);
         Ok(guarded_write(
             snapshot,
-            &keys.job_state(),
-            &keys.job_state_order(),
+            &keys.key(Family::JobState),
+            &keys.key(Family::JobStateOrder),
             bytes,
             OrderKey::new(order, self.name().as_str(), lineage),
             handoff,

@@ -78,7 +78,11 @@ impl Stage for Wrap {
 
     fn reads(&self, input: &WrapInput) -> Vec<String> {
         let keys = self.keys.for_job(&input.request.job);
-        vec![keys.state(), keys.job_state(), keys.job_state_order()]
+        vec![
+            keys.key(Family::State),
+            keys.key(Family::JobState),
+            keys.key(Family::JobStateOrder),
+        ]
     }
 
     /// job_state: [`Wrap::decide`] only asks whether it is what normalize wrote for this job.
@@ -102,7 +106,7 @@ impl Stage for Wrap {
         let mut snapshot = inferred;
         // Nothing inferred (a job_state too large to guard by value): read.
         snapshot.keys().next()?;
-        snapshot.assume_absent(self.keys.for_job(&input.request.job).state());
+        snapshot.assume_absent(self.keys.for_job(&input.request.job).key(Family::State));
         Some(snapshot)
     }
 
@@ -121,13 +125,13 @@ impl Stage for Wrap {
             version: request.job.version,
             phase: progress.phase(),
         };
-        snapshot.assume(keys.job_state(), job_state.clone());
+        snapshot.assume(keys.key(Family::JobState), job_state.clone());
         // The bytes normalize wrote, lineage included; an older normalize wrote the bare order.
         let order_bytes = match &request.job_state_order {
             Some(bytes) => bytes.as_bytes().to_vec(),
             None => order.to_bytes(),
         };
-        snapshot.assume(keys.job_state_order(), order_bytes);
+        snapshot.assume(keys.key(Family::JobStateOrder), order_bytes);
         snapshot
     }
 
@@ -150,7 +154,7 @@ impl Stage for Wrap {
             });
         };
         let keys = self.keys.for_job(&request.job);
-        let (state_key, job_state_key) = (keys.state(), keys.job_state());
+        let (state_key, job_state_key) = (keys.key(Family::State), keys.key(Family::JobState));
         let mut writes = Vec::with_capacity(2);
 
         let stored_version = snapshot
@@ -170,7 +174,7 @@ impl Stage for Wrap {
                     phase: Phase::Final,
                 };
                 writes.push(Write::Put {
-                    key: keys.state_lineage(),
+                    key: keys.key(Family::StateLineage),
                     value: OrderKey::new(ours, self.name().as_str(), lineage).to_bytes(),
                 });
                 Outcome::Written
@@ -178,7 +182,7 @@ impl Stage for Wrap {
         };
 
         let stored_order = snapshot
-            .value(&keys.job_state_order())
+            .value(&keys.key(Family::JobStateOrder))
             .and_then(Order::from_bytes);
         let job_state_is_ours = stored_order.is_some_and(|order| {
             order.version == request.job.version && wrap_removes_job_state(order)

@@ -122,7 +122,7 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id(), root.trace_id());
         assert_ne!(child.parent_id(), root.parent_id());
-        assert_eq!(child.header()[53..], root.header()[53..]);
+        assert_eq!(child.header()[FLAGS], root.header()[FLAGS]);
     }
 
     #[test]

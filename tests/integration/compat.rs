@@ -219,17 +219,20 @@ fn the_seed_recorded_from_the_previous_release_gives_the_seed_records_byte_for_b
         .job;
     let keys = keyspace.for_job(&job);
     let recorded_etcd = etcd_after("seed");
-    assert_eq!(recorded_etcd[&keys.heat_stack()], seed("heat_stacks"));
-    assert_eq!(recorded_etcd[&keys.state()], seed("state"));
-    assert!(keys.state().ends_with(SEED_ID));
+    assert_eq!(
+        recorded_etcd[&keys.key(Family::HeatStacks)],
+        seed("heat_stacks")
+    );
+    assert_eq!(recorded_etcd[&keys.key(Family::State)], seed("state"));
+    assert!(keys.key(Family::State).ends_with(SEED_ID));
 
     let mut store = Store::new();
     step(&normalize, &mut store, &recorded("seed", "normalize"));
-    assert_eq!(store[&keys.job_state()], seed("job_state"));
+    assert_eq!(store[&keys.key(Family::JobState)], seed("job_state"));
     step(&wrap, &mut store, &recorded("seed", "wrap"));
-    assert_eq!(store[&keys.state()], seed("state"));
+    assert_eq!(store[&keys.key(Family::State)], seed("state"));
     assert!(
-        !store.contains_key(&keys.job_state()),
+        !store.contains_key(&keys.key(Family::JobState)),
         "wrap removes job_state"
     );
 }
