@@ -73,6 +73,11 @@ struct Args {
     /// The pipeline binary.
     #[arg(long, default_value = "target/release/heat-pipeline")]
     binary: String,
+    /// Start the floor through this program, given the floor's command line as its
+    /// arguments (`scripts/instructions-run-all.sh` counts the floor's instructions with a
+    /// valgrind wrapper).
+    #[arg(long)]
+    floor_wrapper: Option<String>,
     /// Use the etcd of ETCD_ENDPOINTS instead of a fresh private one. An etcd that has been
     /// written to a lot without compaction is much slower, so figures from a shared etcd
     /// say more about its history than about the pipeline.

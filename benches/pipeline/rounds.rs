@@ -352,7 +352,16 @@ fn cpu_of(pids: &[u32]) -> f64 {
 
 /// The floor: this benchmark's own binary in its `--floor-worker` mode.
 fn spawn_floor(args: &Args, env: &[(&str, &str)]) -> Process {
-    let child = Command::new(std::env::current_exe().expect("own path"))
+    let own = std::env::current_exe().expect("own path");
+    let mut command = match &args.floor_wrapper {
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.arg(own);
+            command
+        }
+        None => Command::new(own),
+    };
+    let child = command
         .args(["--bench", "--floor-worker", "--concurrency"])
         .arg(super::concurrency(args).to_string())
         .envs(env.iter().copied())
