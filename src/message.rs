@@ -144,8 +144,9 @@ pub struct Stack {
     #[serde(default)]
     pub stack_status_reason: Option<String>,
     /// Heat's outputs, each kept exactly as it arrived (key order and number text): parsed
-    /// from text, never out of another [`Value`] (see `take_outputs`).
-    #[serde(default)]
+    /// from text, never out of another [`Value`] (see `take_outputs`), and refused in the
+    /// same parse when an object names a key twice.
+    #[serde(default, deserialize_with = "crate::strict_json::deserialize_outputs")]
     pub outputs: Option<Vec<Value>>,
 }
 
@@ -181,14 +182,17 @@ impl HeatResult {
     /// A body in the plain form is parsed in one pass, its outputs straight into
     /// [`Value`]s: at 64 KiB of outputs each further pass over them (skipping the stack as
     /// raw text, copying the outputs out, parsing them again) was a sizeable part of
-    /// capture's work. Any other body, or one that does not parse, takes
-    /// `HeatResult::decode_any_form`, which accepts Heat's body form and names what is
-    /// wrong. Both check the same things in the same order.
+    /// capture's work. The same pass refuses a key named twice in anything it reads (serde's
+    /// `duplicate field` for the job's and the stack's fields, [`Stack::outputs`]' own for
+    /// the outputs); what it does not read (a field it does not know) it skips unread, so a
+    /// key repeated there changes nothing. Any other body, or one that does not parse, takes
+    /// `HeatResult::decode_any_form`, which accepts Heat's body form, scans the whole body
+    /// for repeated keys (its stack goes through a [`Value`], which would keep the last of
+    /// them) and names what is wrong.
     pub fn decode(body: &[u8]) -> Result<HeatResult, Rejection> {
         let Some(plain) = parse_text::<PlainHeatResult>(body) else {
             return HeatResult::decode_any_form(body);
         };
-        refuse_duplicate_keys(body)?;
         plain.job.validate()?;
         check_outputs(plain.stack.as_ref())?;
         HeatResult::new(plain.job, plain.stack)

@@ -165,3 +165,51 @@ fn deep_nesting_is_rejected_not_overflowed() {
     body.push_str(&"]".repeat(10_000));
     assert_eq!(rejection(body.as_bytes()).kind, RejectKind::MalformedJson);
 }
+
+/// The seed with `edit` applied to its stack, in the plain form and in Heat's body form.
+fn seed_in_both_forms(edit: impl Fn(&mut Value)) -> [Vec<u8>; 2] {
+    let mut doc: Value = serde_json::from_slice(SEED).unwrap();
+    edit(&mut doc["stack"]);
+    let plain = serde_json::to_string(&doc).unwrap();
+    let stack = doc["stack"].take();
+    doc["stack"] = serde_json::json!({ "stack": stack });
+    let heat = serde_json::to_string(&doc).unwrap();
+    [plain, heat].map(String::into_bytes)
+}
+
+#[test]
+fn a_key_named_twice_in_what_capture_reads_is_refused_in_either_form() {
+    // A `Value` cannot hold a repeated key: the edit leaves a marker the text replaces.
+    let marker = r#""mark": 0"#;
+    let forms = seed_in_both_forms(|stack| {
+        stack["outputs"][3]["output_value"]["mark"] = 0.into();
+        stack["stack_status_reason"] = "done".into();
+    });
+    for body in forms {
+        let text = String::from_utf8(body).unwrap().replace(':', ": ");
+        assert!(HeatResult::decode(text.as_bytes()).is_ok(), "{text}");
+        let outputs = text.replacen(marker, r#""m": 0, "m": 1"#, 1);
+        let r = rejection(outputs.as_bytes());
+        assert_eq!(r.kind, RejectKind::InvalidMessage, "{r}");
+        assert!(r.detail.contains("outputs[3].output_value.m"), "{r}");
+        let status = text.replacen(
+            r#""stack_status_reason""#,
+            r#""stack_status": "x", "stack_status_reason""#,
+            1,
+        );
+        let r = rejection(status.as_bytes());
+        assert!(r.detail.contains("stack_status"), "{r}");
+    }
+}
+
+#[test]
+fn a_key_named_twice_in_a_field_capture_ignores_is_skipped_with_it_in_the_plain_form() {
+    let [plain, _] = seed_in_both_forms(|stack| stack["parameters"] = serde_json::json!({"p": 1}));
+    let text = String::from_utf8(plain).unwrap();
+    let repeated = text.replacen(r#""p":1"#, r#""p":1,"p":2"#, 1);
+    assert_ne!(repeated, text);
+    assert_eq!(
+        HeatResult::decode(repeated.as_bytes()).unwrap(),
+        HeatResult::decode(SEED).unwrap()
+    );
+}
