@@ -251,13 +251,22 @@ pub trait Handoff: Sized + sealed::Sealed {
 trait Received: serde::de::DeserializeOwned {
     type Checked;
     fn job(&self) -> &Job;
+    /// The outputs, as the text they came as.
+    fn outputs(&self) -> &RawOutputs;
     fn check(self) -> Result<Self::Checked, Rejection>;
 }
 
+/// A key named twice is refused wherever it is: serde refuses a field of the hand-off named
+/// twice (`duplicate field`) and skips a field it does not know unread, so only the outputs,
+/// kept as text, are scanned ([`crate::strict_json`]), not the whole body (a third of
+/// the scan's work on the seed's hand-offs was outside the outputs).
 fn decode<R: Received>(body: &[u8]) -> Result<R::Checked, Rejection> {
     let received: R = crate::message::decode_json(body)?;
-    if let Some(duplicate) = crate::strict_json::find_duplicate_key(body) {
-        return Err(Rejection::invalid(duplicate));
+    let outputs = received.outputs().as_str().as_bytes();
+    if let Some(duplicate) = crate::strict_json::find_duplicate_key(outputs) {
+        // Named again with its path from the body's top, as input's are.
+        let named = crate::strict_json::find_duplicate_key(body).unwrap_or(duplicate);
+        return Err(Rejection::invalid(named));
     }
     received.job().validate()?;
     received.check()
@@ -268,6 +277,10 @@ impl Received for NormalizeReceived {
 
     fn job(&self) -> &Job {
         &self.job
+    }
+
+    fn outputs(&self) -> &RawOutputs {
+        &self.heat_stack.output
     }
 
     fn check(self) -> Result<NormalizeRequest, Rejection> {
@@ -298,6 +311,10 @@ impl Received for WrapReceived {
 
     fn job(&self) -> &Job {
         &self.job
+    }
+
+    fn outputs(&self) -> &RawOutputs {
+        &self.job_state.heat_outputs
     }
 
     fn check(self) -> Result<WrapRequest, Rejection> {

@@ -19,6 +19,22 @@ fn a_hand_off_with_a_duplicate_key_is_rejected_as_input_would_be() {
 }
 
 #[test]
+fn a_key_named_twice_in_a_hand_offs_outputs_is_named_with_its_path() {
+    let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "heat_stack": {"stack_id": "s", "tenant_id": "t", "stack_status": "CREATE_COMPLETE", "output": [{"a": [{"k": 1, "k": 2}]}], "status_reason": "", "id": "port:a"}, "outputs_form": "python"}"#;
+    let err = NormalizeRequest::decode(body).unwrap_err();
+    assert_eq!(err.kind, RejectKind::InvalidMessage);
+    assert!(
+        err.detail
+            .starts_with("duplicate key heat_stack.output[0].a[0].k"),
+        "{}",
+        err.detail
+    );
+    // A field no stage reads is skipped unread, a key named twice in it with it.
+    let body = br#"{"job": {"action": "create", "resource_type": "port", "resource_id": "a", "version": 1, "tenant_id": "t"}, "job_state": {"heat_outputs": [], "orchestration_state": "CREATE_COMPLETE", "note": {"x": 1, "x": 2}}, "status_reason": "", "outputs_form": "python"}"#;
+    assert!(WrapRequest::decode(body).is_ok());
+}
+
+#[test]
 fn an_order_key_reads_in_both_formats_and_orders_by_version_and_phase_only() {
     let old = br#"{"version":3,"phase":"final"}"#;
     let key = OrderKey::from_bytes(old).unwrap();
