@@ -21,16 +21,22 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{RejectKind, Rejection};
-use crate::pyjson::{self, is_printable_ascii};
+use crate::pyjson::{self, is_printable_ascii, WrittenJson};
 
 /// The outputs list as `json.dumps(outputs)` writes it: a JSON array, printable ASCII.
 ///
 /// Serialized, the text goes out as it is (a raw JSON fragment, through any formatter,
 /// [`pyjson`]'s included). Not `Deserialize`: text from outside is a [`RawOutputs`] until
-/// [`RawOutputs::into_python`] has checked or encoded it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub struct PythonOutputs(Box<RawValue>);
+/// [`RawOutputs::into_python`] has checked or encoded it. The text is JSON because
+/// serde_json wrote it or parsed it, so it is not parsed again to be written.
+#[derive(Debug, Clone)]
+pub struct PythonOutputs(Box<str>);
+
+impl Serialize for PythonOutputs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WrittenJson(&self.0).serialize(serializer)
+    }
+}
 
 /// Outputs text as it came, in whatever form: a hand-off's before it is checked, or a
 /// stored record's (which may have been written by hand). Deserialized, the text is kept
@@ -80,8 +86,7 @@ impl PythonOutputs {
     pub fn encode(values: &[Value]) -> Result<PythonOutputs, Rejection> {
         let text = pyjson::to_string(values)
             .map_err(|e| Rejection::new(RejectKind::Unencodable, e.to_string()))?;
-        let raw = RawValue::from_string(text).expect("the record writer emits JSON");
-        Ok(PythonOutputs(raw))
+        Ok(PythonOutputs(text.into_boxed_str()))
     }
 
     /// No outputs: `[]`.
@@ -91,7 +96,7 @@ impl PythonOutputs {
 
     /// The text, as the records hold it.
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 }
 
@@ -114,7 +119,7 @@ impl RawOutputs {
     pub fn into_python(self, form: Option<OutputsForm>) -> Result<PythonOutputs, Rejection> {
         let text = self.as_str();
         if form == Some(OutputsForm::Python) && text.starts_with('[') && is_printable_ascii(text) {
-            return Ok(PythonOutputs(self.0));
+            return Ok(PythonOutputs(self.0.into()));
         }
         let values: Vec<Value> =
             serde_json::from_str(text).map_err(|e| Rejection::invalid(format!("outputs: {e}")))?;
@@ -151,7 +156,8 @@ impl From<&PythonOutputs> for OutputsString {
 /// Text in Python's form is printable ASCII (`ensure_ascii` escapes the rest, and it
 /// writes no other whitespace than spaces), in which a JSON string escapes only `"` and
 /// `\`: written with those two escaped, found by `memchr`, instead of character by
-/// character through the formatter. Other text would take the formatter's way (none comes
+/// character through the formatter; a string so written is JSON whatever it holds, and goes
+/// out as it is ([`WrittenJson`]). Other text would take the formatter's way (none comes
 /// from [`PythonOutputs`]).
 impl Serialize for OutputsString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -169,8 +175,7 @@ impl Serialize for OutputsString {
         }
         quoted.push_str(&text[plain_from..]);
         quoted.push('"');
-        let raw = RawValue::from_string(quoted).expect("an escaped string is JSON");
-        raw.serialize(serializer)
+        WrittenJson(&quoted).serialize(serializer)
     }
 }
 

@@ -47,6 +47,31 @@ pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json:
     Ok(String::from_utf8(bytes).expect("ensure_ascii output is ASCII"))
 }
 
+/// The name serde_json's serializer knows a raw JSON fragment by: a struct of this name
+/// whose one field, of this name, holds a string is written as that string, unescaped.
+/// It is how serde_json's own `RawValue` serializes; the test
+/// `written_json_goes_out_as_it_is` fails if serde_json ever changes it.
+const RAW_JSON: &str = "$serde_json::private::RawValue";
+
+/// JSON text this crate has just written, serialized as it is (through any formatter,
+/// [`to_vec`]'s included), as serde_json's `RawValue` serializes.
+///
+/// A `RawValue` can only be made by parsing its text again (`RawValue::from_string`), which
+/// for text serde_json or this module has just written proves nothing and cost about 7 k
+/// instructions per seed message each for capture's outputs and for `/state`'s outputs
+/// string (docs/SCALING.md). Only for text this crate wrote as JSON; text from outside is a
+/// `RawValue`, parsed.
+pub(crate) struct WrittenJson<'a>(pub(crate) &'a str);
+
+impl Serialize for WrittenJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut raw = serializer.serialize_struct(RAW_JSON, 1)?;
+        raw.serialize_field(RAW_JSON, self.0)?;
+        raw.end()
+    }
+}
+
 /// The serde_json formatter behind [`to_vec`]; only the points where Python differs from
 /// serde_json's compact output are overridden.
 struct PythonFormatter;
@@ -202,6 +227,23 @@ fn python_float_repr(value: f64) -> String {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn written_json_goes_out_as_it_is() {
+        let text = r#"[{"k": "a \"quoted\" \\ word", "n": 1e-05}]"#;
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            outer: WrittenJson<'a>,
+        }
+        let inside = Outer {
+            outer: WrittenJson(text),
+        };
+        let expected = format!(r#"{{"outer": {text}}}"#);
+        assert_eq!(to_string(&inside).unwrap(), expected);
+        let compact = format!(r#"{{"outer":{text}}}"#);
+        assert_eq!(serde_json::to_string(&inside).unwrap(), compact);
+        assert_eq!(to_string(&WrittenJson("[]")).unwrap(), "[]");
+    }
 
     /// Vectors whose expected bytes were produced by CPython 3.11's `json.dumps(json.loads(input))`
     /// (see `tests/fixtures/pyjson_vectors.json`).
