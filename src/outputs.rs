@@ -157,7 +157,7 @@ impl From<&PythonOutputs> for OutputsString {
 /// writes no other whitespace than spaces), in which a JSON string escapes only `"` and
 /// `\`: written with those two escaped, found by `memchr`, instead of character by
 /// character through the formatter; a string so written is JSON whatever it holds, and goes
-/// out as it is ([`WrittenJson`]). Other text would take the formatter's way (none comes
+/// out as it is (`pyjson::WrittenJson`). Other text would take the formatter's way (none comes
 /// from [`PythonOutputs`]).
 impl Serialize for OutputsString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
