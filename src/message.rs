@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{RejectKind, Rejection};
+use crate::outputs::PythonOutputs;
 
 /// The job whose result this is. It travels unchanged through all three stages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +144,13 @@ pub struct Stack {
     pub stack_status: String,
     #[serde(default)]
     pub stack_status_reason: Option<String>,
-    /// Heat's outputs, each kept exactly as it arrived (key order and number text): parsed
-    /// from text, never out of another [`Value`] (see `take_outputs`), and refused in the
-    /// same parse when an object names a key twice.
-    #[serde(default, deserialize_with = "crate::strict_json::deserialize_outputs")]
-    pub outputs: Option<Vec<Value>>,
+    /// Heat's outputs in Python's form, each kept as it arrived (key order and number
+    /// text): written as they are parsed from text (`outputs/heat.rs`, which also refuses
+    /// anything but a list of objects and a key named twice), or encoded from values moved
+    /// out of a parsed stack, never deserialized out of another [`Value`] (see
+    /// `take_outputs`).
+    #[serde(default, deserialize_with = "crate::outputs::heat::deserialize")]
+    pub outputs: Option<PythonOutputs>,
 }
 
 /// A Heat result as upstream publishes it.
@@ -182,9 +185,10 @@ impl HeatResult {
     /// A body in the plain form is parsed in one pass, its outputs straight into
     /// [`Value`]s: at 64 KiB of outputs each further pass over them (skipping the stack as
     /// raw text, copying the outputs out, parsing them again) was a sizeable part of
-    /// capture's work. The same pass refuses a key named twice in anything it reads (serde's
-    /// `duplicate field` for the job's and the stack's fields, [`Stack::outputs`]' own for
-    /// the outputs); what it does not read (a field it does not know) it skips unread, so a
+    /// capture's work; they are written in Python's form in that pass. The same pass refuses
+    /// a key named twice in anything it reads (serde's `duplicate field` for the job's and
+    /// the stack's fields, [`Stack::outputs`]' own for the outputs); what it does not read (a
+    /// field it does not know) it skips unread, so a
     /// key repeated there changes nothing. Any other body, or one that does not parse, takes
     /// `HeatResult::decode_any_form`, which accepts Heat's body form, scans the whole body
     /// for repeated keys (its stack goes through a [`Value`], which would keep the last of
@@ -194,7 +198,6 @@ impl HeatResult {
             return HeatResult::decode_any_form(body);
         };
         plain.job.validate()?;
-        check_outputs(plain.stack.as_ref())?;
         HeatResult::new(plain.job, plain.stack)
     }
 
@@ -237,16 +240,14 @@ fn refuse_duplicate_keys(body: &[u8]) -> Result<(), Rejection> {
 /// that does not decode, take the way through a [`Value`], which also names the field that
 /// is wrong.
 fn decode_stack(text: &RawValue) -> Result<Option<Stack>, Rejection> {
-    let stack = match serde_json::from_str::<Option<Stack>>(text.get()) {
-        Ok(stack) => stack,
+    match serde_json::from_str::<Option<Stack>>(text.get()) {
+        Ok(stack) => Ok(stack),
         Err(_) => {
             let value: Value = serde_json::from_str(text.get())
                 .map_err(|e| Rejection::new(RejectKind::MalformedJson, e.to_string()))?;
-            Some(decode_stack_value(value)?)
+            decode_stack_value(value).map(Some)
         }
-    };
-    check_outputs(stack.as_ref())?;
-    Ok(stack)
+    }
 }
 
 fn decode_stack_value(value: Value) -> Result<Stack, Rejection> {
@@ -261,7 +262,7 @@ fn decode_stack_value(value: Value) -> Result<Stack, Rejection> {
     let outputs = take_outputs(&mut inner)?;
     let mut stack: Stack = serde_path_to_error::deserialize(inner)
         .map_err(|e| Rejection::invalid(format!("stack.{e}")))?;
-    stack.outputs = outputs;
+    stack.outputs = outputs.as_deref().map(encode_outputs).transpose()?;
     Ok(stack)
 }
 
@@ -282,15 +283,14 @@ fn take_outputs(stack: &mut Value) -> Result<Option<Vec<Value>>, Rejection> {
     }
 }
 
-/// Every output is an object.
-fn check_outputs(stack: Option<&Stack>) -> Result<(), Rejection> {
-    let outputs = stack.and_then(|s| s.outputs.as_ref());
-    if let Some(at) = outputs.and_then(|o| o.iter().position(|o| !o.is_object())) {
+/// Outputs moved out of a parsed stack, each an object, in Python's form.
+fn encode_outputs(outputs: &[Value]) -> Result<PythonOutputs, Rejection> {
+    if let Some(at) = outputs.iter().position(|o| !o.is_object()) {
         return Err(Rejection::invalid(format!(
             "stack.outputs[{at}]: expected an object"
         )));
     }
-    Ok(())
+    PythonOutputs::encode(outputs)
 }
 
 /// `body` parsed into `T` as text, if it is UTF-8 and parses.

@@ -1,8 +1,9 @@
 //! A stack's outputs, carried from capture to wrap as the text Python's `json.dumps` gives.
 //!
 //! All three records hold the outputs: heat_stacks and job_state as a JSON array, `/state` as
-//! that array's text in a string. Capture encodes them once ([`PythonOutputs::encode`]); the
-//! hand-offs carry that text as raw JSON, and normalize and wrap splice it into their
+//! that array's text in a string. Capture writes them in that form once, as it parses the
+//! body (`heat.rs`; [`PythonOutputs::encode`] for values already parsed); the hand-offs carry
+//! that text as raw JSON, and normalize and wrap splice it into their
 //! records instead of parsing the outputs into a tree and encoding them again. At 64 KiB
 //! of outputs, that parsing and encoding was most of the pipeline's own work.
 //! [`OutputsString`] writes `/state`'s copy by escaping only what the text can hold.
@@ -11,8 +12,9 @@
 //! - [`RawOutputs`]: text of any form, what deserializing gives (a hand-off, a record read
 //!   back from etcd). It can be carried in a hand-off (without the mark, so the next stage
 //!   encodes it again), never written into a record.
-//! - [`PythonOutputs`]: text in Python's form, made only by [`PythonOutputs::encode`] or
-//!   by [`RawOutputs::into_python`] (the check, or an encoding). It does not deserialize.
+//! - [`PythonOutputs`]: text in Python's form, made only by [`PythonOutputs::encode`], by
+//!   capture's parse (`heat.rs`) or by [`RawOutputs::into_python`] (the check, or an
+//!   encoding). It does not implement `Deserialize`.
 //!   Only records built from it encode ([`crate::records::encode`]), and a hand-off
 //!   carrying it says so (`"outputs_form": "python"`, [`HandoffOutputs::FORM`]).
 
@@ -74,6 +76,8 @@ impl HandoffOutputs for PythonOutputs {
 impl HandoffOutputs for RawOutputs {
     const FORM: Option<OutputsForm> = None;
 }
+
+pub(crate) mod heat;
 
 mod sealed {
     pub trait Sealed {}

@@ -72,6 +72,25 @@ impl Serialize for WrittenJson<'_> {
     }
 }
 
+/// Writes `text` as `json.dumps` writes a string: quoted, escaped, ASCII.
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
+    use serde::Serializer as _;
+    (&mut Serializer::with_formatter(out, PythonFormatter))
+        .serialize_str(text)
+        .expect("a string always encodes into memory");
+}
+
+/// Writes a number, given as the text it came as, as `json.dumps` writes it; fails for one
+/// Python would print as `Infinity` ([`to_vec`]).
+pub(crate) fn write_number_text(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
+    PythonFormatter.write_number_str(out, text)
+}
+
+/// Writes a float as `json.dumps` writes it; fails for one that is not finite.
+pub(crate) fn write_f64(out: &mut Vec<u8>, value: f64) -> io::Result<()> {
+    PythonFormatter.write_f64(out, value)
+}
+
 /// The serde_json formatter behind [`to_vec`]; only the points where Python differs from
 /// serde_json's compact output are overridden.
 struct PythonFormatter;

@@ -8,19 +8,18 @@
 //! Two ways, for two kinds of text:
 //! - [`find_duplicate_key`]: a scan of a whole body, where the parse cannot see every key:
 //!   a hand-off (its outputs stay text), Heat's body form (its stack goes through a
-//!   [`Value`], which keeps the last of two).
-//! - [`deserialize_outputs`]: the outputs as capture parses them, refused in the same parse
-//!   when an object repeats a key. serde's derived structs refuse a repeated field
-//!   themselves (`duplicate field`), so a body parsed into those and these needs no scan.
+//!   `serde_json::Value`, which keeps the last of two).
+//! - `Seen` and `Key`, for a parse that checks as it goes: capture's outputs, written in
+//!   Python's form as they are parsed (`outputs/heat.rs`). serde's derived structs refuse a
+//!   repeated field themselves (`duplicate field`), so a body parsed into those and these
+//!   needs no scan.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt::{self, Write};
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
-use serde_json::map::Entry;
-use serde_json::{Map, Number, Value};
+use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
 /// Returns the first duplicated key (with its path) if `body` has one. A body that is not
 /// JSON passes: the decoder reports that with a better message.
@@ -171,14 +170,19 @@ fn render(path: &[Segment<'_>]) -> String {
 const SCAN_LIMIT: usize = 16;
 
 /// The keys of one object seen so far.
-enum Seen<'de> {
+pub(crate) enum Seen<'de> {
     Few(Vec<Cow<'de, str>>),
     Many(HashSet<Cow<'de, str>>),
 }
 
 impl<'de> Seen<'de> {
+    /// No key yet.
+    pub(crate) fn new() -> Seen<'de> {
+        Seen::Few(Vec::new())
+    }
+
     /// Records `key`; false if it was already there.
-    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+    pub(crate) fn insert(&mut self, key: Cow<'de, str>) -> bool {
         match self {
             Seen::Few(keys) if keys.contains(&key) => false,
             Seen::Few(keys) if keys.len() < SCAN_LIMIT => {
@@ -211,7 +215,7 @@ impl<'de> DeserializeSeed<'de> for Unique<'_, 'de> {
 }
 
 /// An object key, borrowed from the input when it has no escapes.
-struct Key;
+pub(crate) struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
@@ -245,7 +249,7 @@ impl<'de> Visitor<'de> for Unique<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = Seen::Few(Vec::new());
+        let mut seen = Seen::new();
         while let Some(key) = map.next_key_seed(Key)? {
             if !seen.insert(key.clone()) {
                 let mut path = self.path.borrow_mut();
@@ -307,169 +311,9 @@ impl<'de> Visitor<'de> for Unique<'_, 'de> {
     }
 }
 
-/// A list of outputs (`Option<Vec<Value>>`, `null` for none), each value parsed as
-/// serde_json parses a [`Value`] but refused when one of its objects names a key twice.
-/// For `#[serde(deserialize_with)]`.
-///
-/// The check costs nothing beyond the parse (an object's map already looks each key up as
-/// it inserts it), where [`find_duplicate_key`]'s scan of capture's whole body was 3 % of
-/// `run all`'s instructions (docs/SCALING.md). The error names the key, not its path:
-/// a body it refuses takes the decoder's slower way, which scans it and names the path.
-pub fn deserialize_outputs<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Vec<Value>>, D::Error> {
-    let outputs = Option::<Vec<StrictValue>>::deserialize(deserializer)?;
-    Ok(outputs.map(|values| values.into_iter().map(|v| v.0).collect()))
-}
-
-/// A [`Value`] none of whose objects names a key twice.
-struct StrictValue(Value);
-
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StrictValue, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
-    }
-}
-
-/// The key serde_json (with `arbitrary_precision`) gives a number as: it hands each number
-/// to a visitor as a one-entry map from this key to the number's text, so that the text
-/// survives. serde_json's own `Value` visitor reads it the same way; a test
-/// (`strict_values_keep_every_number`) fails if serde_json ever changes it.
-const NUMBER_KEY: &str = "$serde_json::private::Number";
-
-/// Builds a [`Value`] as serde_json's own visitor does, and refuses a repeated key.
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.is_empty() && key == NUMBER_KEY {
-                let text: String = map.next_value()?;
-                return text
-                    .parse::<Number>()
-                    .map(Value::Number)
-                    .map_err(A::Error::custom);
-            }
-            match object.entry(key) {
-                Entry::Occupied(repeated) => {
-                    let detail = format_args!("duplicate key {}", repeated.key());
-                    return Err(A::Error::custom(detail));
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(map.next_value::<StrictValue>()?.0);
-                }
-            }
-        }
-        Ok(Value::Object(object))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(StrictValue(value)) = seq.next_element()? {
-            values.push(value);
-        }
-        Ok(Value::Array(values))
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        StrictValue::deserialize(d).map(|v| v.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `deserialize_outputs` on `text`.
-    fn outputs(text: &str) -> Result<Option<Vec<Value>>, serde_json::Error> {
-        deserialize_outputs(&mut serde_json::Deserializer::from_str(text))
-    }
-
-    #[test]
-    fn strict_values_are_what_serde_json_parses() {
-        let texts = [
-            "null",
-            "[]",
-            r#"[{"k": "v", "n": null, "t": true, "f": false}]"#,
-            r#"[{"nested": [[1, -2, 3.5], {"a": {"b": []}}], "s": "\u00e9\n\""}]"#,
-            r#"[{"z": 1, "a": 2, "m": 3}, "text", 4]"#,
-        ];
-        for text in texts {
-            let expected: Option<Vec<Value>> = serde_json::from_str(text).unwrap();
-            let parsed = outputs(text).unwrap();
-            assert_eq!(parsed, expected, "{text}");
-            // Key order too (preserve_order), as Python keeps it.
-            assert_eq!(
-                serde_json::to_string(&parsed).unwrap(),
-                serde_json::to_string(&expected).unwrap()
-            );
-        }
-    }
-
-    #[test]
-    fn strict_values_keep_every_number() {
-        let text = "[1e-05, 100000000000000000000, 10000000000000000000000000000000000000000, \
-                    -0.0, 1.0, 2.50, 12345678901234567890123456789]";
-        let parsed = outputs(text).unwrap().unwrap();
-        let expected: Vec<Value> = serde_json::from_str(text).unwrap();
-        assert_eq!(parsed, expected);
-        let shown: Vec<String> = parsed.iter().map(Value::to_string).collect();
-        assert_eq!(shown[2], "10000000000000000000000000000000000000000");
-        assert_eq!(shown[5], "2.50");
-        // An object that spells serde_json's number key fares as it does in a `Value`.
-        for lookalike in [
-            r#"[{"$serde_json::private::Number": "7"}]"#,
-            r#"[{"$serde_json::private::Number": "7", "x": 1}]"#,
-            r#"[{"x": 1, "$serde_json::private::Number": "7"}]"#,
-        ] {
-            let expected = serde_json::from_str::<Vec<Value>>(lookalike).ok();
-            assert_eq!(outputs(lookalike).ok().flatten(), expected, "{lookalike}");
-        }
-    }
-
-    #[test]
-    fn strict_values_refuse_a_repeated_key_at_any_depth() {
-        for text in [
-            r#"[{"k": 1, "k": 2}]"#,
-            r#"[{"a": {"b": [{"c": 1, "d": 2, "c": 3}]}}]"#,
-            r#"[{"a": 1, "\u0061": 2}]"#,
-        ] {
-            let refused = outputs(text).unwrap_err().to_string();
-            assert!(refused.starts_with("duplicate key "), "{text}: {refused}");
-        }
-        assert!(outputs(r#"[{"a": 1}, {"a": 1}, {"b": {"a": 1}}]"#).is_ok());
-    }
 
     #[test]
     fn finds_a_duplicate_at_any_depth() {

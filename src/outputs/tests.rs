@@ -172,8 +172,11 @@ fn outputs_keep_every_number_in_either_form_of_the_stack() {
             .stack
             .unwrap()
             .outputs;
-        let outputs = PythonOutputs::encode(&outputs.unwrap()).unwrap();
-        assert_eq!(outputs.as_str(), outputs_of(PYTHON_NUMBERS), "{stack}");
+        assert_eq!(
+            outputs.unwrap().as_str(),
+            outputs_of(PYTHON_NUMBERS),
+            "{stack}"
+        );
     }
 }
 
@@ -200,4 +203,72 @@ fn python_numbers_survive_both_hand_off_forms() {
 fn a_float_python_would_print_as_infinity_is_refused() {
     let refused = PythonOutputs::encode(&values(r#"[{"output_value": {"n": [1e400]}}]"#));
     assert_eq!(refused.unwrap_err().kind, RejectKind::Unencodable);
+}
+
+/// Heat's outputs written as they are parsed (`heat.rs`), from `text`.
+fn transcoded(text: &str) -> Result<Option<PythonOutputs>, serde_json::Error> {
+    heat::deserialize(&mut serde_json::Deserializer::from_str(text))
+}
+
+#[test]
+fn outputs_written_as_parsed_are_what_encoding_the_parsed_values_gives() {
+    let texts = [
+        "[]",
+        "[{}]",
+        r#"[{"k": "v", "n": null, "t": true, "f": false, "e": [], "o": {}}]"#,
+        r#"[{"nested": [[1, -2, 3.5, -0, 1E3], {"a": {"b": []}}], "s": "\u00e9\n\"\\/ \u2028 😀"}]"#,
+        r#"[{"z": 1, "a": 2, "m": 3}, {"output_key": "k", "output_value": [["x", "y"]]}]"#,
+        "[ { \"spaced\" :\t[ 1 ,2 ] } ]",
+    ];
+    for text in texts {
+        let expected = PythonOutputs::encode(&values(text)).unwrap();
+        assert_eq!(transcoded(text).unwrap(), Some(expected), "{text}");
+    }
+    assert_eq!(transcoded("null").unwrap(), None);
+    let seed: Value =
+        serde_json::from_str(include_str!("../../examples/heat_result.port.json")).unwrap();
+    let outputs = seed["stack"]["outputs"].to_string();
+    let expected = PythonOutputs::encode(&values(&outputs)).unwrap();
+    assert_eq!(transcoded(&outputs).unwrap(), Some(expected));
+}
+
+#[test]
+fn outputs_written_as_parsed_keep_every_number() {
+    let heat = outputs_of(HEAT_NUMBERS);
+    assert_eq!(
+        transcoded(&heat).unwrap().unwrap().as_str(),
+        outputs_of(PYTHON_NUMBERS)
+    );
+    // An object that spells serde_json's number key fares as it does through a `Value`.
+    for lookalike in [
+        r#"[{"x": {"$serde_json::private::Number": "7"}}]"#,
+        r#"[{"x": {"$serde_json::private::Number": "7", "y": 1}}]"#,
+        r#"[{"x": 1, "$serde_json::private::Number": "7"}]"#,
+    ] {
+        let through_values = serde_json::from_str::<Vec<Value>>(lookalike)
+            .ok()
+            .map(|v| PythonOutputs::encode(&v).unwrap());
+        assert_eq!(
+            transcoded(lookalike).ok().flatten(),
+            through_values,
+            "{lookalike}"
+        );
+    }
+}
+
+#[test]
+fn outputs_written_as_parsed_refuse_what_the_values_refuse() {
+    for text in [
+        r#"{"k": 1}"#,
+        r#""text""#,
+        "[1]",
+        r#"[{"a": 1}, [2]]"#,
+        r#"[{"k": 1, "k": 2}]"#,
+        r#"[{"a": {"b": [{"c": 1, "d": 2, "c": 3}]}}]"#,
+        r#"[{"a": 1, "\u0061": 2}]"#,
+        r#"[{"n": [1e400]}]"#,
+    ] {
+        assert!(transcoded(text).is_err(), "{text}");
+    }
+    assert!(transcoded(r#"[{"a": 1}, {"a": 1}, {"b": {"a": 1}}]"#).is_ok());
 }

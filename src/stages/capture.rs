@@ -44,7 +44,7 @@ impl Capture {
                 stack_id: stack.stack_name.clone(),
                 tenant_id: job.tenant_id.clone(),
                 stack_status: stack.stack_status.clone(),
-                output: PythonOutputs::encode(stack.outputs.as_deref().unwrap_or_default())?,
+                output: stack.outputs.clone().unwrap_or_else(PythonOutputs::empty),
                 status_reason: stack.stack_status_reason.clone().unwrap_or_default(),
                 id,
             },
