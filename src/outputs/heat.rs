@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::{self, Write as _};
 
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Unexpected, Visitor};
 
@@ -61,7 +62,7 @@ impl<'de> Visitor<'de> for Outputs {
 }
 
 /// What a value must be where it stands.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Shape {
     /// The outputs: a list.
     List,
@@ -79,29 +80,43 @@ struct Write<'a> {
 }
 
 impl Write<'_> {
-    /// Fails unless this place may hold `found`.
-    fn expect<E: Error>(&self, found: Unexpected<'_>, is_map: bool) -> Result<(), E> {
-        match self.shape {
-            Shape::List if !matches!(found, Unexpected::Seq) => {
-                Err(E::invalid_type(found, &"a list of outputs"))
+    /// Fails unless this place may hold `found`; otherwise writes the separator before it.
+    fn start<E: Error>(&mut self, found: Unexpected<'_>) -> Result<(), E> {
+        match (self.shape, found) {
+            (Shape::List, Unexpected::Seq) | (Shape::Output, Unexpected::Map) | (Shape::Any, _) => {
             }
-            Shape::Output if !is_map => Err(E::invalid_type(found, &"an object")),
-            _ => Ok(()),
+            (Shape::List, _) => return Err(E::invalid_type(found, &"a list of outputs")),
+            (Shape::Output, _) => return Err(E::invalid_type(found, &"an object")),
         }
-    }
-
-    fn separator(&mut self) {
         if !self.first {
             self.out.extend_from_slice(b", ");
         }
-    }
-
-    fn scalar<E: Error>(mut self, found: Unexpected<'_>, text: &[u8]) -> Result<(), E> {
-        self.expect(found, false)?;
-        self.separator();
-        self.out.extend_from_slice(text);
         Ok(())
     }
+
+    /// A value written whole by `write` (anything but a list or an object with entries).
+    fn put<E: Error>(
+        mut self,
+        found: Unexpected<'_>,
+        write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> Result<(), E> {
+        self.start(found)?;
+        write(self.out).map_err(E::custom)
+    }
+
+    /// The next value of a list or an object, into the same `out`.
+    fn child(&mut self, first: bool, shape: Shape) -> Write<'_> {
+        Write {
+            out: &mut *self.out,
+            first,
+            shape,
+        }
+    }
+}
+
+/// Writes `text` as it is.
+fn raw(text: &[u8]) -> impl FnOnce(&mut Vec<u8>) -> io::Result<()> + '_ {
+    move |out| out.write_all(text)
 }
 
 impl<'de> DeserializeSeed<'de> for Write<'_> {
@@ -120,19 +135,14 @@ impl<'de> Visitor<'de> for Write<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        self.expect(Unexpected::Seq, false)?;
-        self.separator();
+        self.start(Unexpected::Seq)?;
         self.out.push(b'[');
         let shape = match self.shape {
             Shape::List => Shape::Output,
             _ => Shape::Any,
         };
         let mut first = true;
-        while let Some(()) = seq.next_element_seed(Write {
-            out: &mut *self.out,
-            first,
-            shape,
-        })? {
+        while let Some(()) = seq.next_element_seed(self.child(first, shape))? {
             first = false;
         }
         self.out.push(b']');
@@ -140,58 +150,50 @@ impl<'de> Visitor<'de> for Write<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let Some(mut key) = map.next_key_seed(Key)? else {
+            return self.put(Unexpected::Map, raw(b"{}"));
+        };
+        if key == NUMBER_KEY {
+            let text: Cow<'de, str> = map.next_value()?;
+            return self.put(Unexpected::Other("a number"), |out| {
+                pyjson::write_number_text(out, &text)
+            });
+        }
+        self.start(Unexpected::Map)?;
+        self.out.push(b'{');
         let mut seen = Seen::new();
-        let mut opened = false;
-        while let Some(key) = map.next_key_seed(Key)? {
-            if !opened && key == NUMBER_KEY {
-                let text: Cow<'de, str> = map.next_value()?;
-                self.expect(Unexpected::Other("a number"), false)?;
-                self.separator();
-                return pyjson::write_number_text(self.out, &text).map_err(A::Error::custom);
-            }
-            if !opened {
-                self.expect(Unexpected::Map, true)?;
-                self.separator();
-                self.out.push(b'{');
-                opened = true;
-            } else {
-                self.out.extend_from_slice(b", ");
-            }
-            pyjson::write_str(self.out, &key);
-            self.out.extend_from_slice(b": ");
+        loop {
             if !seen.insert(key.clone()) {
                 return Err(A::Error::custom(format_args!("duplicate key {key}")));
             }
-            map.next_value_seed(Write {
-                out: &mut *self.out,
-                first: true,
-                shape: Shape::Any,
-            })?;
-        }
-        if !opened {
-            self.expect(Unexpected::Map, true)?;
-            self.separator();
-            self.out.push(b'{');
+            pyjson::write_str(self.out, &key);
+            self.out.extend_from_slice(b": ");
+            map.next_value_seed(self.child(true, Shape::Any))?;
+            match map.next_key_seed(Key)? {
+                Some(next) => key = next,
+                None => break,
+            }
+            self.out.extend_from_slice(b", ");
         }
         self.out.push(b'}');
         Ok(())
     }
 
-    fn visit_str<E: Error>(mut self, text: &str) -> Result<(), E> {
-        self.expect(Unexpected::Str(text), false)?;
-        self.separator();
-        pyjson::write_str(self.out, text);
-        Ok(())
+    fn visit_str<E: Error>(self, text: &str) -> Result<(), E> {
+        self.put(Unexpected::Str(text), |out| {
+            pyjson::write_str(out, text);
+            Ok(())
+        })
     }
     fn visit_bool<E: Error>(self, value: bool) -> Result<(), E> {
         let text: &[u8] = if value { b"true" } else { b"false" };
-        self.scalar(Unexpected::Bool(value), text)
+        self.put(Unexpected::Bool(value), raw(text))
     }
     fn visit_unit<E: Error>(self) -> Result<(), E> {
-        self.scalar(Unexpected::Unit, b"null")
+        self.put(Unexpected::Unit, raw(b"null"))
     }
     fn visit_none<E: Error>(self) -> Result<(), E> {
-        self.scalar(Unexpected::Option, b"null")
+        self.put(Unexpected::Option, raw(b"null"))
     }
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
@@ -199,14 +201,14 @@ impl<'de> Visitor<'de> for Write<'_> {
     // Without `arbitrary_precision` numbers would come as these; with it they come as the
     // map above. Kept so that the writer is right either way.
     fn visit_i64<E: Error>(self, value: i64) -> Result<(), E> {
-        self.scalar(Unexpected::Signed(value), value.to_string().as_bytes())
+        self.put(Unexpected::Signed(value), |out| write!(out, "{value}"))
     }
     fn visit_u64<E: Error>(self, value: u64) -> Result<(), E> {
-        self.scalar(Unexpected::Unsigned(value), value.to_string().as_bytes())
+        self.put(Unexpected::Unsigned(value), |out| write!(out, "{value}"))
     }
-    fn visit_f64<E: Error>(mut self, value: f64) -> Result<(), E> {
-        self.expect(Unexpected::Float(value), false)?;
-        self.separator();
-        pyjson::write_f64(self.out, value).map_err(E::custom)
+    fn visit_f64<E: Error>(self, value: f64) -> Result<(), E> {
+        self.put(Unexpected::Float(value), |out| {
+            pyjson::write_f64(out, value)
+        })
     }
 }
